@@ -1,0 +1,100 @@
+"""The daemon: wires config, GWS clients, pollers, the archive writer and the event feed.
+
+Lifetimes are composed with an AsyncExitStack and every task belongs to one TaskGroup; the
+daemon stops by cancellation (the entry point turns SIGTERM/SIGINT into it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import structlog
+
+from archiver import __version__
+from archiver.config import Config
+from archiver.feed import EventFeed, EventHandler
+from archiver.gws.client import GwsClient, GwsHost
+from archiver.poller import AccountPoller, PollStats
+from archiver.store.reader import ArchiveReader
+from archiver.store.writer import ArchiveWriter
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """An in-process subscriber: a callback and the events it wants."""
+
+    handler: EventHandler
+    types: Sequence[str] = ()
+    session_id: str | None = None
+
+
+class Daemon:
+    """One archiver process: every configured account, one archive."""
+
+    def __init__(self, config: Config, *, seed: int | None = None) -> None:
+        self.config = config
+        self.stats = PollStats()
+        self.feed: EventFeed | None = None
+        self._subscriptions: list[Subscription] = []
+        self._rng = random.Random(seed)
+        self._started = asyncio.Event()
+
+    def subscribe(
+        self, handler: EventHandler, *, types: Sequence[str] = (), session_id: str | None = None
+    ) -> None:
+        """Have ``handler`` called for every event committed after start (before ``run``)."""
+        self._subscriptions.append(Subscription(handler, tuple(types), session_id))
+
+    async def started(self) -> None:
+        """Return once the archive is open and polling has begun."""
+        await self._started.wait()
+
+    async def run(self) -> None:
+        """Archive until cancelled."""
+        config = self.config
+        async with AsyncExitStack() as stack:
+            writer = await stack.enter_async_context(ArchiveWriter(config.archive.path))
+            reader = await stack.enter_async_context(ArchiveReader(config.archive.path))
+            feed = EventFeed(reader, writer.last_seq)
+            writer.on_commit = feed.committed
+            self.feed = feed
+            host = GwsHost(config.gws)
+            stack.push_async_callback(host.close)
+            clients = []
+            for account in config.gws.accounts:
+                clients.append(await stack.enter_async_context(GwsClient(host, account)))
+            log.info(
+                "daemon_started",
+                version=__version__,
+                archive=str(config.archive.path),
+                accounts=[client.account.username for client in clients],
+                base_url=config.gws.base_url,
+            )
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    for sub in self._subscriptions:
+                        tasks.create_task(
+                            feed.subscribe(sub.handler, types=sub.types, session_id=sub.session_id)
+                        )
+                    for client in clients:
+                        poller = AccountPoller(
+                            client=client,
+                            writer=writer,
+                            config=config.poll,
+                            stats=self.stats,
+                            rng=random.Random(self._rng.random()),
+                        )
+                        tasks.create_task(poller.run(), name=f"account-{client.account.username}")
+                    self._started.set()
+            finally:
+                log.info("daemon_stopped", **_stats_fields(self.stats))
+
+
+def _stats_fields(stats: PollStats) -> dict[str, int]:
+    return {name: getattr(stats, name) for name in stats.__slots__}

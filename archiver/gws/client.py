@@ -1,0 +1,401 @@
+"""The GWS client: the only code that speaks HTTP to GWS.
+
+One :class:`GwsHost` per GWS server holds the shared connection pool and the host-wide throttle;
+one :class:`GwsClient` per agent account holds its cookie jar (JSESSIONID) and CSRF token. Every
+answer is mapped onto the error tree in :mod:`archiver.errors`; retries use tenacity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from archiver.config import Account, GwsConfig
+from archiver.errors import (
+    AuthError,
+    GwsError,
+    GwsStatusError,
+    NotFoundError,
+    ProtocolError,
+    ThrottledError,
+    TransportError,
+)
+from archiver.gws.models import (
+    MalformedPayload,
+    Message,
+    SmsSession,
+    dumps,
+    parse_message,
+    parse_session,
+    session_objects,
+)
+
+log = structlog.get_logger()
+
+API = "/api/v2"
+CSRF_FAILURE = "csrf"
+_JAVA_LONG = re.compile(rb"(?<=\d)L(?=\s*[,}\]])")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """One element of a response that could not be parsed, with the reason."""
+
+    problem: str
+    raw_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionList:
+    """The sessions an account has now, and any entries that could not be parsed."""
+
+    sessions: list[SmsSession]
+    rejected: list[Rejected]
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    """One read of a session's message log."""
+
+    messages: list[Message]
+    rejected: list[Rejected]
+    received: int  # entries in the response, parsed or not, TranscriptSaveDone excluded
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how long a failing request is tried again."""
+
+    attempts: int = 5
+    total_s: float = 60.0
+    wait_max_s: float = 10.0
+    wait_multiplier_s: float = 0.25
+
+
+class GwsHost:
+    """One GWS server: a shared connection pool and a host-wide pause after 429/503."""
+
+    def __init__(
+        self,
+        config: GwsConfig,
+        *,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.config = config
+        self.retry = retry or RetryPolicy()
+        self.clock = clock
+        self.sleep = sleep
+        self.timeout = aiohttp.ClientTimeout(
+            total=config.request_timeout_s, connect=config.connect_timeout_s
+        )
+        self._connector: aiohttp.TCPConnector | None = None
+        self._paused_until = 0.0
+        self._closed = False
+
+    @property
+    def connector(self) -> aiohttp.TCPConnector:
+        """The shared pool, created on first use (it needs a running loop)."""
+        if self._closed:
+            raise GwsError("the GWS host is closed")
+        if self._connector is None:
+            self._connector = aiohttp.TCPConnector(
+                limit=self.config.max_concurrent_requests,
+                ssl=self.config.verify_tls,
+            )
+        return self._connector
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request to this host for ``seconds`` (a 429 or 503 said so)."""
+        until = self.clock() + seconds
+        if until > self._paused_until:
+            self._paused_until = until
+            log.warning("gws_throttled", pause_s=round(seconds, 3))
+
+    async def wait_turn(self) -> None:
+        """Return once this host may be asked again."""
+        while (delay := self._paused_until - self.clock()) > 0:
+            await self.sleep(delay)
+
+    async def close(self) -> None:
+        """Close the pool; safe to call twice."""
+        self._closed = True
+        if self._connector is not None:
+            connector, self._connector = self._connector, None
+            await connector.close()
+
+
+class GwsClient:
+    """The GWS API as one agent sees it; an async context manager."""
+
+    def __init__(self, host: GwsHost, account: Account) -> None:
+        self.host = host
+        self.account = account
+        self.base_url = host.config.base_url
+        self.page_size = host.config.page_size
+        self._http: aiohttp.ClientSession | None = None
+        self._csrf: tuple[str, str] | None = None
+        self._auth = "Basic " + base64.b64encode(
+            f"{account.username}:{account.password.reveal()}".encode()
+        ).decode("ascii")
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"GwsClient({self.base_url!r}, account={self.account.username!r})"
+
+    async def __aenter__(self) -> GwsClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close this account's HTTP session (not the shared pool); safe to call twice."""
+        self._closed = True
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.close()
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise GwsError("the GWS client is closed")
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                connector=self.host.connector,
+                connector_owner=False,
+                cookie_jar=aiohttp.CookieJar(unsafe=True),
+                timeout=self.host.timeout,
+                headers={"Authorization": self._auth, "Accept": "application/json"},
+            )
+        return self._http
+
+    async def login(self) -> None:
+        """Authenticate: GET /api/v2/me, keeping the JSESSIONID cookie and the CSRF token."""
+        await self._request("GET", f"{API}/me")
+
+    async def list_sessions(self) -> SessionList:
+        """The account's SMS sessions with all fields (``?fields=*``)."""
+        body = await self.call("GET", f"{API}/me/smssessions", params={"fields": "*"})
+        try:
+            objects = session_objects(body)
+        except MalformedPayload as exc:
+            raise ProtocolError(str(exc), url=f"{self.base_url}{API}/me/smssessions") from exc
+        sessions, rejected = [], []
+        for obj in objects:
+            try:
+                sessions.append(parse_session(obj))
+            except MalformedPayload as exc:
+                rejected.append(Rejected(str(exc), dumps(obj)))
+        return SessionList(sessions, rejected)
+
+    async def get_session(self, session_id: str) -> SmsSession:
+        """One session; raises NotFoundError when GWS no longer knows it."""
+        path = f"{API}/me/smssessions/{session_id}"
+        body = await self.call("GET", path)
+        try:
+            objects = session_objects(body)
+            return parse_session(objects[0])
+        except (MalformedPayload, IndexError) as exc:
+            raise ProtocolError(f"session {session_id}: {exc}", url=self.base_url + path) from exc
+
+    async def fetch_messages(self, session_id: str, start_index: int) -> MessagePage:
+        """Up to ``page_size`` messages of a session from ``start_index`` on."""
+        path = f"{API}/me/smssessions/{session_id}/messages"
+        params = {"startIndex": str(start_index), "count": str(self.page_size)}
+        body = await self.call("GET", path, params=params)
+        entries = body.get("messages") if isinstance(body, Mapping) else None
+        if not isinstance(entries, list):
+            raise ProtocolError("response has no messages array", url=self.base_url + path)
+        messages, rejected = [], []
+        received = 0
+        for obj in entries:
+            try:
+                message = parse_message(obj)
+            except MalformedPayload as exc:
+                rejected.append(Rejected(str(exc), dumps(obj)))
+                received += 1
+                continue
+            messages.append(message)
+            received += message.index >= 1
+        return MessagePage(messages, rejected, received)
+
+    async def call(self, method: str, path: str, *, params: Mapping[str, str] | None = None) -> Any:
+        """One request with retries (tenacity) and one re-login per burst of auth failures."""
+        policy = self.host.retry
+        relogged = False
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.total_s),
+            wait=_RetryAfterWait(policy),
+            sleep=self.host.sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                try:
+                    return await self._request(method, path, params=params)
+                except AuthError:
+                    if relogged:
+                        raise
+                    relogged = True
+                    log.info("gws_reauthenticating", account=self.account.username)
+                    self._forget_session()
+                    await self._request("GET", f"{API}/me")
+                    return await self._request(method, path, params=params)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def _forget_session(self) -> None:
+        self._csrf = None
+        if self._http is not None:
+            self._http.cookie_jar.clear()
+
+    async def _request(
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None
+    ) -> Any:
+        """One HTTP exchange: send, map errors, decode JSON, check ``statusCode``."""
+        url = self.base_url + path
+        headers = {}
+        if method != "GET" and self._csrf is not None:
+            headers[self._csrf[0]] = self._csrf[1]
+        await self.host.wait_turn()
+        try:
+            async with self.http.request(method, url, params=params, headers=headers) as response:
+                self._remember_csrf(response.headers)
+                body = await response.read()
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": "), url=url) from exc
+        if status >= 400:
+            raise self._http_error(status, body, retry_after, url)
+        payload = decode_json(body, url)
+        status_code = payload.get("statusCode", 0) if isinstance(payload, Mapping) else 0
+        if status_code not in (0, None):
+            raise status_error(status, payload, url)
+        return payload
+
+    def _remember_csrf(self, headers: Mapping[str, str]) -> None:
+        token = headers.get("X-CSRF-TOKEN")
+        if token:
+            self._csrf = (headers.get("X-CSRF-HEADER", "X-CSRF-TOKEN"), token)
+
+    def _http_error(
+        self, status: int, body: bytes, retry_after: str | None, url: str
+    ) -> GwsStatusError:
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            payload = {}
+        if not isinstance(payload, dict):
+            payload = {}
+        text = body[:200].decode("utf-8", "replace")
+        if status in (429, 503):
+            wait_s = parse_retry_after(retry_after)
+            if wait_s is not None:
+                self.host.pause(wait_s)
+            return ThrottledError(
+                f"HTTP {status}",
+                url=url,
+                status=status,
+                retry_after_s=wait_s,
+                status_code=payload.get("statusCode"),
+            )
+        if status == 403 and CSRF_FAILURE in text.lower():
+            return AuthError("HTTP 403: CSRF token missing or invalid", url=url, status=status)
+        if status in (401, 404) or payload.get("statusCode") in (6, 20):
+            return status_error(status, payload, url)
+        message = payload.get("statusMessage") or text.strip() or "no body"
+        return GwsStatusError(
+            f"HTTP {status}: {message}",
+            url=url,
+            status=status,
+            status_code=payload.get("statusCode"),
+        )
+
+
+def status_error(status: int, payload: Mapping[str, Any], url: str) -> GwsStatusError:
+    """Map an HTTP status and GWS ``statusCode`` onto the error tree."""
+    code = payload.get("statusCode")
+    message = f"HTTP {status}, statusCode {code}: {payload.get('statusMessage', '')}".rstrip(": ")
+    if status == 401 or code == 20:
+        return AuthError(message, url=url, status=status, status_code=code)
+    if status == 404 or code == 6:
+        return NotFoundError(message, url=url, status=status, status_code=code)
+    return GwsStatusError(message, url=url, status=status, status_code=code)
+
+
+def decode_json(body: bytes, url: str) -> Any:
+    """Parse a JSON body, tolerating Java ``L`` suffixes on numbers; ProtocolError if hopeless."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return orjson.loads(_JAVA_LONG.sub(b"", body))
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"body is not JSON ({len(body)} bytes): {exc}", url=url) from exc
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, TransportError | ProtocolError):
+        return True
+    return isinstance(exc, GwsStatusError) and exc.retryable
+
+
+class _RetryAfterWait:
+    """Full-jitter exponential backoff, but never shorter than the server's ``Retry-After``."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._jitter = wait_random_exponential(
+            multiplier=policy.wait_multiplier_s, max=policy.wait_max_s
+        )
+        self._cap_s = policy.wait_max_s
+
+    def __call__(self, state: RetryCallState) -> float:
+        backoff = float(self._jitter(state))
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, GwsStatusError) and exc.retry_after_s is not None:
+            return max(backoff, min(exc.retry_after_s, self._cap_s))
+        return backoff

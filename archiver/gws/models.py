@@ -1,0 +1,257 @@
+"""Tolerant models of what GWS sends: SMS sessions and their messages.
+
+GWS payloads vary (gws-api.md §3.6, §4.6): timestamps in several shapes, ``timestampSeconds``
+holding milliseconds (sometimes as a string with a Java ``L``), ``TypingStopping`` for
+``TypingStopped``, ``smsession`` for ``smssession``. Parsing here accepts all of them and
+normalises to canonical names and UTC instants; the raw JSON is kept alongside.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+MESSAGE_TYPES = (
+    "Text",
+    "ParticipantJoined",
+    "ParticipantLeft",
+    "ParticipantRejoined",
+    "TypingStarted",
+    "TypingStopped",
+    "PushUrl",
+    "Notice",
+    "CustomNotice",
+    "NicknameUpdated",
+    "TranscriptSaveDone",
+)
+TYPE_SPELLINGS = {name.lower(): name for name in MESSAGE_TYPES} | {
+    "typingstopping": "TypingStopped",
+}
+FINAL_STATES = frozenset({"Completed", "Revoked"})
+TRANSCRIPT_SAVE_DONE_INDEX = -1
+
+
+class MalformedPayload(ValueError):
+    """A payload that cannot be placed in the archive (no usable index or id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One entry of a session's message log, normalised; ``raw_json`` is what GWS sent."""
+
+    index: int
+    type: str
+    text: str | None
+    url: str | None
+    from_type: str | None
+    from_nickname: str | None
+    from_participant_id: str | None
+    visibility: str | None
+    sent_at: str | None
+    raw_json: str
+
+    @property
+    def known_type(self) -> bool:
+        """True if ``type`` is one of the documented GWS message types."""
+        return self.type in MESSAGE_TYPES
+
+    def same_content(self, other: Message) -> bool:
+        """True if both describe the same message (formatting of the raw JSON aside)."""
+        return (
+            self.type,
+            self.text,
+            self.url,
+            self.from_participant_id,
+            self.visibility,
+            self.sent_at,
+        ) == (
+            other.type,
+            other.text,
+            other.url,
+            other.from_participant_id,
+            other.visibility,
+            other.sent_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SmsSession:
+    """An SMS session as listed by GWS; JSON fields are canonical (sorted keys) for comparison."""
+
+    id: str
+    state: str | None
+    participants_json: str
+    user_data_json: str
+
+    @property
+    def final(self) -> bool:
+        """True once GWS says the interaction is over for this agent."""
+        return self.state in FINAL_STATES
+
+
+def dumps(value: Any, *, sort_keys: bool = False) -> str:
+    """Compact JSON text; non-ASCII kept as is."""
+    option = orjson.OPT_SORT_KEYS if sort_keys else 0
+    return orjson.dumps(value, option=option | orjson.OPT_NON_STR_KEYS).decode()
+
+
+def parse_message(obj: object) -> Message:
+    """Build a Message from one element of a ``messages`` array; raise MalformedPayload."""
+    if not isinstance(obj, Mapping):
+        raise MalformedPayload(f"message is {type(obj).__name__}, not an object")
+    index = _parse_index(obj.get("index"))
+    raw_type = obj.get("type")
+    if not isinstance(raw_type, str) or not raw_type:
+        raise MalformedPayload(f"message {index} has no type")
+    msg_type = TYPE_SPELLINGS.get(raw_type.lower(), raw_type)
+    if msg_type == "TranscriptSaveDone":
+        index = TRANSCRIPT_SAVE_DONE_INDEX
+    sender = obj.get("from")
+    sender = sender if isinstance(sender, Mapping) else {}
+    return Message(
+        index=index,
+        type=msg_type,
+        text=_text_of(obj),
+        url=_optional_str(obj.get("url")),
+        from_type=_optional_str(sender.get("type")),
+        from_nickname=_optional_str(sender.get("nickname")),
+        from_participant_id=_optional_str(sender.get("participantId", sender.get("id"))),
+        visibility=_optional_str(obj.get("visibility")),
+        sent_at=_sent_at(obj),
+        raw_json=dumps(obj),
+    )
+
+
+def parse_session(obj: object) -> SmsSession:
+    """Build an SmsSession from a session resource; raise MalformedPayload without an id."""
+    if not isinstance(obj, Mapping):
+        raise MalformedPayload(f"session is {type(obj).__name__}, not an object")
+    session_id = obj.get("id")
+    if not isinstance(session_id, str) or not session_id:
+        raise MalformedPayload("session has no id")
+    participants = obj.get("participants")
+    user_data = obj.get("userData")
+    return SmsSession(
+        id=session_id,
+        state=_optional_str(obj.get("state")),
+        participants_json=dumps(participants if isinstance(participants, list) else []),
+        user_data_json=dumps(user_data if isinstance(user_data, Mapping) else {}, sort_keys=True),
+    )
+
+
+def session_objects(body: object) -> list[object]:
+    """The session resources in a list response: the envelope, a bare object or a bare array."""
+    if isinstance(body, list):
+        return body
+    if isinstance(body, Mapping):
+        for key in ("smssessions", "smsessions"):
+            if isinstance(body.get(key), list):
+                return list(body[key])
+        for key in ("smssession", "smsession"):
+            if isinstance(body.get(key), Mapping):
+                return [body[key]]
+        if "id" in body:
+            return [body]
+        if isinstance(body.get("uris"), list) and not body["uris"]:
+            return []
+    raise MalformedPayload("session list has no smssessions array")
+
+
+def _parse_index(value: object) -> int:
+    if isinstance(value, bool):
+        raise MalformedPayload("message index is a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+L?\s*", value):
+        return int(value.strip().rstrip("L"))
+    raise MalformedPayload(f"message index is {value!r}, not an integer")
+
+
+def _optional_str(value: object) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _text_of(obj: Mapping[str, Any]) -> str | None:
+    """The words of a message: ``text`` (Text, Notice, typing preview) or ``noticeText``."""
+    for key in ("text", "noticeText"):
+        value = obj.get(key)
+        if value is not None:
+            return _optional_str(value)
+    return None
+
+
+def _sent_at(obj: Mapping[str, Any]) -> str | None:
+    """UTC instant from ``timestampSeconds`` (milliseconds), ``utcTime``, else ``timestamp``."""
+    for key in ("timestampSeconds", "utcTime"):
+        instant = parse_epoch(obj.get(key))
+        if instant is not None:
+            return format_instant(instant)
+    stamp = obj.get("timestamp")
+    if isinstance(stamp, str):
+        instant = parse_timestamp(stamp)
+        if instant is not None:
+            return format_instant(instant)
+    return None
+
+
+def parse_epoch(value: object) -> datetime | None:
+    """Epoch milliseconds (``1389261492035``, ``"1389261492035L"``); small values are seconds."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)L?\s*", value)
+        if not match:
+            return None
+        value = float(match.group(1))
+    if not isinstance(value, int | float):
+        return None
+    seconds = value / 1000 if abs(value) >= 1e11 else float(value)
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+_TIMESTAMP = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[T ]?(\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
+    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?"
+)
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """Parse every shape in gws-api.md §3.6 (glued, spaced, ``T``, offsets); None if hopeless."""
+    cleaned = re.sub(r":\s+", ":", text.strip())
+    match = _TIMESTAMP.fullmatch(cleaned)
+    if not match:
+        return None
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    micros = int((fraction or "0")[:6].ljust(6, "0"))
+    try:
+        local = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micros
+        )
+    except ValueError:
+        return None
+    return local.replace(tzinfo=_zone(offset)).astimezone(UTC)
+
+
+def _zone(offset: str | None) -> timezone:
+    """A fixed zone from ``Z``, ``+hh``, ``+hhmm`` or ``+hh:mm``; none given means UTC."""
+    if offset is None or offset == "Z":
+        return UTC
+    digits = offset[1:].replace(":", "")
+    minutes = int(digits[:2]) * 60 + int(digits[2:4] or 0)
+    return timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
+
+
+def format_instant(instant: datetime) -> str:
+    """UTC ISO-8601 with milliseconds and ``Z``: ``2026-01-02T03:04:05.678Z``."""
+    utc = instant.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"

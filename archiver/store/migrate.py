@@ -1,0 +1,94 @@
+"""Schema migrations: numbered ``.sql`` files, each applied in one transaction with its version.
+
+The files live in the top-level ``migrations/`` folder of the source tree; a wheel carries them
+as ``archiver/migrations``. A database whose version is newer than the newest file is refused.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from importlib import resources
+from importlib.abc import Traversable
+from pathlib import Path
+
+from archiver.errors import SchemaTooNewError, StoreError
+
+_NAME = re.compile(r"(\d{3,})_[a-z0-9_]+\.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered schema change."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def migrations_dir() -> Traversable:
+    """Where the ``.sql`` files are: inside the installed package, else beside the source."""
+    packaged = resources.files("archiver") / "migrations"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "migrations"
+
+
+def load_migrations(folder: Traversable | None = None) -> list[Migration]:
+    """All migrations, ordered by version; refuses gaps and duplicates."""
+    folder = folder or migrations_dir()
+    found = []
+    for entry in folder.iterdir():
+        match = _NAME.fullmatch(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), entry.name, entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    for expected, migration in enumerate(found, start=1):
+        if migration.version != expected:
+            raise StoreError(
+                f"migration {migration.name} breaks the sequence (expected {expected})"
+            )
+    if not found:
+        raise StoreError(f"no migrations found in {folder}")
+    return found
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The newest migration applied to this database (0 for a new file)."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[Migration] | None = None) -> int:
+    """Apply every pending migration; return the version the database is at afterwards."""
+    migrations = migrations if migrations is not None else load_migrations()
+    current = schema_version(conn)
+    newest = migrations[-1].version
+    if current > newest:
+        raise SchemaTooNewError(
+            f"the archive is at schema version {current}, newer than this gws-archiver knows "
+            f"({newest}); upgrade gws-archiver"
+        )
+    for migration in migrations:
+        if migration.version <= current:
+            continue
+        script = (
+            "BEGIN IMMEDIATE;\n"
+            f"{migration.sql}\n;"
+            "INSERT INTO schema_migrations (version, name, applied_at)"
+            f" VALUES ({migration.version}, '{migration.name}',"
+            " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));\n"
+            "COMMIT;"
+        )
+        try:
+            conn.executescript(script)
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.rollback()
+            raise StoreError(f"migration {migration.name} failed: {exc}") from exc
+    return max(current, newest)

@@ -1,0 +1,459 @@
+"""The archive's one writer: one transaction per page of messages.
+
+Each page is stored in a single ``BEGIN IMMEDIATE ... COMMIT``: the session row, the new
+messages (``ON CONFLICT DO NOTHING``), the cursor, and the event rows that describe them (a
+transactional outbox). The writer runs its SQLite connection on one dedicated thread, so a
+whole page costs one hop off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+import structlog
+
+from archiver.errors import StoreError
+from archiver.events import (
+    EVENT_TYPES,
+    Event,
+    SessionEnded,
+    SessionEvent,
+    SessionStarted,
+    SessionUpdated,
+    Unknown,
+    lifecycle_event_id,
+    message_event_id,
+)
+from archiver.gws.models import TRANSCRIPT_SAVE_DONE_INDEX, Message, SmsSession, format_instant
+from archiver.store.migrate import migrate
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A payload GWS sent that could not be parsed; kept in the ``malformed`` table."""
+
+    problem: str
+    raw_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """What one read of a session yielded, to be stored in one transaction."""
+
+    account: str
+    session: SmsSession
+    messages: Sequence[Message] = ()
+    malformed: Sequence[Malformed] = ()
+    end_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult:
+    """What storing a page did; ``events`` are committed and carry their ``seq``."""
+
+    events: list[Event]
+    next_index: int
+    duplicates: int
+    conflicts: int
+
+
+@dataclass(slots=True)
+class SessionState:
+    """The writer's copy of one ``sessions`` row (the writer is its only changer)."""
+
+    session_id: str
+    account: str
+    state: str | None
+    participants_json: str
+    user_data_json: str
+    next_index: int
+    update_count: int
+    ended_at: str | None
+    has_transcript_saved: bool = False
+
+    def snapshot(self) -> SmsSession:
+        """The session as last stored."""
+        return SmsSession(self.session_id, self.state, self.participants_json, self.user_data_json)
+
+
+@dataclass(slots=True)
+class _Txn:
+    """Rows gathered for one page's transaction."""
+
+    now: str
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    typed: list[Event] = field(default_factory=list)
+
+
+def utc_now() -> str:
+    """Now, as the archive writes instants."""
+    return format_instant(datetime.now(UTC))
+
+
+class ArchiveWriter:
+    """Owns the write connection; every method is safe to await from the event loop."""
+
+    def __init__(self, path: Path, on_commit: Callable[[int], None] | None = None) -> None:
+        self.path = path
+        self.on_commit = on_commit
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._sessions: dict[str, SessionState] = {}
+        self._last_seq = 0
+        self._closed = False
+
+    async def __aenter__(self) -> ArchiveWriter:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the newest committed event."""
+        return self._last_seq
+
+    async def open(self) -> None:
+        """Open (creating and migrating if needed) the archive file."""
+        if self._closed:
+            raise StoreError("the archive writer is closed")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-writer")
+        await self._run(self._open_sync)
+
+    async def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        if self._executor is None or self._closed:
+            self._closed = True
+            return
+        self._closed = True
+        executor = self._executor
+        await asyncio.get_running_loop().run_in_executor(executor, self._close_sync)
+        executor.shutdown(wait=True)
+
+    async def store_page(self, page: Page) -> PageResult:
+        """Store one page atomically and return the events it committed."""
+        result: PageResult = await self._run(self._store_page_sync, page)
+        if result.events and self.on_commit is not None:
+            self.on_commit(result.events[-1].seq)
+        return result
+
+    async def session_state(self, session_id: str) -> SessionState | None:
+        """The stored state of a session (a copy), or None if it was never archived."""
+        state = await self._run(self._load_session, session_id)
+        return None if state is None else replace(state)
+
+    async def open_sessions(self, account: str) -> list[SessionState]:
+        """Sessions of ``account`` archived and not yet ended (resumed after a restart)."""
+        states: list[SessionState] = await self._run(self._open_sessions_sync, account)
+        return states
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        if self._executor is None or self._closed:
+            raise StoreError("the archive writer is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _open_sync(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = OFF")
+            migrate(conn)
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the archive {self.path}: {exc}") from exc
+        self._last_seq = int(row[0]) if row else 0
+        self._conn = conn
+
+    def _close_sync(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the archive writer is not open")
+        return self._conn
+
+    def _load_session(self, session_id: str) -> SessionState | None:
+        cached = self._sessions.get(session_id)
+        if cached is not None:
+            return cached
+        row = self._db.execute(
+            "SELECT session_id, account, state, participants_json, user_data_json, next_index,"
+            " update_count, ended_at,"
+            " EXISTS (SELECT 1 FROM messages m"
+            "         WHERE m.session_id = s.session_id AND m.message_index = -1)"
+            " FROM sessions s WHERE session_id = ?",
+            (session_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        sid, account, state_name, participants, user_data, next_index, updates, ended = row[:8]
+        state = SessionState(
+            sid,
+            account,
+            state_name,
+            participants,
+            user_data,
+            next_index,
+            updates,
+            ended,
+            bool(row[8]),
+        )
+        self._sessions[session_id] = state
+        return state
+
+    def _open_sessions_sync(self, account: str) -> list[SessionState]:
+        ids = [
+            row[0]
+            for row in self._db.execute(
+                "SELECT session_id FROM sessions WHERE account = ? AND ended_at IS NULL", (account,)
+            )
+        ]
+        return [replace(state) for sid in ids if (state := self._load_session(sid)) is not None]
+
+    def _store_page_sync(self, page: Page) -> PageResult:
+        db = self._db
+        txn = _Txn(now=utc_now())
+        stored = self._load_session(page.session.id)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            state = self._upsert_session(txn, page, stored)
+            duplicates, conflicts = self._insert_messages(txn, page, state)
+            if page.malformed:
+                db.executemany(
+                    "INSERT INTO malformed (session_id, problem, raw_json, received_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [(page.session.id, m.problem, m.raw_json, txn.now) for m in page.malformed],
+                )
+            if page.end_reason is not None and state.ended_at is None:
+                state.ended_at = txn.now
+                self._add_session_event(txn, SessionEnded, state, "ended", reason=page.end_reason)
+            db.execute(
+                "UPDATE sessions SET state = ?, participants_json = ?, user_data_json = ?,"
+                " last_seen_at = ?, ended_at = ?, next_index = ?, update_count = ?"
+                " WHERE session_id = ?",
+                (
+                    state.state,
+                    state.participants_json,
+                    state.user_data_json,
+                    txn.now,
+                    state.ended_at,
+                    state.next_index,
+                    state.update_count,
+                    state.session_id,
+                ),
+            )
+            if txn.events:
+                db.executemany(
+                    "INSERT INTO events (seq, event_id, type, session_id, message_index,"
+                    " occurred_at, payload_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    txn.events,
+                )
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            # The cached row may hold this page's changes: forget it, reload on next use.
+            self._sessions.pop(page.session.id, None)
+            raise StoreError(f"storing a page of session {page.session.id} failed: {exc}") from exc
+        self._sessions[state.session_id] = state
+        if txn.typed:
+            self._last_seq = txn.typed[-1].seq
+        return PageResult(txn.typed, state.next_index, duplicates, conflicts)
+
+    def _upsert_session(self, txn: _Txn, page: Page, stored: SessionState | None) -> SessionState:
+        snapshot = page.session
+        if stored is None:
+            state = SessionState(
+                session_id=snapshot.id,
+                account=page.account,
+                state=snapshot.state,
+                participants_json=snapshot.participants_json,
+                user_data_json=snapshot.user_data_json,
+                next_index=1,
+                update_count=0,
+                ended_at=None,
+            )
+            self._db.execute(
+                "INSERT INTO sessions (session_id, account, state, participants_json,"
+                " user_data_json, first_seen_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    snapshot.id,
+                    page.account,
+                    snapshot.state,
+                    snapshot.participants_json,
+                    snapshot.user_data_json,
+                    txn.now,
+                    txn.now,
+                ),
+            )
+            self._add_session_event(txn, SessionStarted, state, "started")
+            return state
+        state = replace(stored)
+        changed = [
+            name
+            for name, before, after in (
+                ("state", state.state, snapshot.state),
+                ("participants", state.participants_json, snapshot.participants_json),
+                ("user_data", state.user_data_json, snapshot.user_data_json),
+            )
+            if before != after
+        ]
+        if changed:
+            state.state = snapshot.state
+            state.participants_json = snapshot.participants_json
+            state.user_data_json = snapshot.user_data_json
+            state.update_count += 1
+            kind = f"updated_{state.update_count}"
+            self._add_session_event(txn, SessionUpdated, state, kind, changed=changed)
+        return state
+
+    def _insert_messages(self, txn: _Txn, page: Page, state: SessionState) -> tuple[int, int]:
+        """Insert what is new; count re-reads; record differing re-reads as conflicts."""
+        unique = list({m.index: m for m in reversed(page.messages)}.values())
+        unique.sort(key=lambda m: (m.index == TRANSCRIPT_SAVE_DONE_INDEX, m.index))
+        seen = [m for m in unique if self._maybe_stored(state, m.index)]
+        stored = self._stored_messages(state.session_id, seen)
+        duplicates = conflicts = 0
+        fresh: list[Message] = []
+        for message in unique:
+            previous = stored.get(message.index)
+            if previous is None:
+                fresh.append(message)
+            elif previous.same_content(message):
+                duplicates += 1
+            else:
+                conflicts += 1
+                self._db.execute(
+                    "INSERT INTO conflicts (session_id, message_index, raw_json, detected_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (state.session_id, message.index, message.raw_json, txn.now),
+                )
+                log.warning(
+                    "message_conflict", session_id=state.session_id, message_index=message.index
+                )
+        if fresh:
+            self._db.executemany(
+                "INSERT INTO messages (session_id, message_index, type, text, url, from_type,"
+                " from_nickname, from_participant_id, visibility, sent_at, raw_json, archived_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [
+                    (
+                        state.session_id,
+                        m.index,
+                        m.type,
+                        m.text,
+                        m.url,
+                        m.from_type,
+                        m.from_nickname,
+                        m.from_participant_id,
+                        m.visibility,
+                        m.sent_at,
+                        m.raw_json,
+                        txn.now,
+                    )
+                    for m in fresh
+                ],
+            )
+            for message in fresh:
+                self._add_message_event(txn, state, message)
+                if message.index == TRANSCRIPT_SAVE_DONE_INDEX:
+                    state.has_transcript_saved = True
+                else:
+                    state.next_index = max(state.next_index, message.index + 1)
+        return duplicates, conflicts
+
+    @staticmethod
+    def _maybe_stored(state: SessionState, index: int) -> bool:
+        if index == TRANSCRIPT_SAVE_DONE_INDEX:
+            return state.has_transcript_saved
+        return index < state.next_index
+
+    def _stored_messages(self, session_id: str, messages: list[Message]) -> dict[int, Message]:
+        if not messages:
+            return {}
+        marks = ",".join("?" * len(messages))
+        rows = self._db.execute(
+            "SELECT message_index, type, text, url, from_type, from_nickname,"
+            " from_participant_id, visibility, sent_at, raw_json FROM messages"
+            f" WHERE session_id = ? AND message_index IN ({marks})",
+            (session_id, *(m.index for m in messages)),
+        )
+        return {row[0]: Message(*row) for row in rows}
+
+    def _next_seq(self, txn: _Txn) -> int:
+        return (txn.typed[-1].seq if txn.typed else self._last_seq) + 1
+
+    def _append_event(self, txn: _Txn, event: Event, message_index: int | None) -> None:
+        txn.typed.append(event)
+        txn.events.append(
+            (
+                event.seq,
+                event.event_id,
+                event.type,
+                event.session_id,
+                message_index,
+                event.occurred_at,
+                orjson.dumps(event.data()).decode(),
+            )
+        )
+
+    def _add_session_event(
+        self, txn: _Txn, cls: type[SessionEvent], state: SessionState, kind: str, **extra: Any
+    ) -> None:
+        event = cls(
+            event_id=lifecycle_event_id(state.session_id, kind),
+            seq=self._next_seq(txn),
+            session_id=state.session_id,
+            occurred_at=txn.now,
+            account=state.account,
+            state=state.state,
+            participants=orjson.loads(state.participants_json),
+            user_data=orjson.loads(state.user_data_json),
+            **extra,
+        )
+        self._append_event(txn, event, None)
+
+    def _add_message_event(self, txn: _Txn, state: SessionState, message: Message) -> None:
+        fields: dict[str, Any] = {
+            "event_id": message_event_id(state.session_id, message.index),
+            "seq": self._next_seq(txn),
+            "session_id": state.session_id,
+            "occurred_at": message.sent_at or txn.now,
+            "account": state.account,
+            "index": message.index,
+            "text": message.text,
+            "url": message.url,
+            "from_type": message.from_type,
+            "from_nickname": message.from_nickname,
+            "from_participant_id": message.from_participant_id,
+            "visibility": message.visibility,
+            "sent_at": message.sent_at,
+        }
+        if message.known_type:
+            event: Event = EVENT_TYPES[message.type](**fields)
+        else:
+            event = Unknown(gws_type=message.type, raw=orjson.loads(message.raw_json), **fields)
+        self._append_event(txn, event, message.index)
