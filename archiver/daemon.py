@@ -41,6 +41,9 @@ class Daemon:
         self.config = config
         self.stats = PollStats()
         self.feed: EventFeed | None = None
+        self.writer: ArchiveWriter | None = None
+        self.host: GwsHost | None = None
+        self.accounts: list[AccountPoller] = []
         self._subscriptions: list[Subscription] = []
         self._rng = random.Random(seed)
         self._started = asyncio.Event()
@@ -60,11 +63,12 @@ class Daemon:
         config = self.config
         async with AsyncExitStack() as stack:
             writer = await stack.enter_async_context(ArchiveWriter(config.archive.path))
+            self.writer = writer
             reader = await stack.enter_async_context(ArchiveReader(config.archive.path))
             feed = EventFeed(reader, writer.last_seq)
             writer.on_commit = feed.committed
             self.feed = feed
-            host = GwsHost(config.gws)
+            host = self.host = GwsHost(config.gws)
             stack.push_async_callback(host.close)
             clients = []
             for account in config.gws.accounts:
@@ -82,19 +86,22 @@ class Daemon:
                         tasks.create_task(
                             feed.subscribe(sub.handler, types=sub.types, session_id=sub.session_id)
                         )
-                    for client in clients:
-                        poller = AccountPoller(
+                    self.accounts = [
+                        AccountPoller(
                             client=client,
                             writer=writer,
                             config=config.poll,
                             stats=self.stats,
                             rng=random.Random(self._rng.random()),
                         )
-                        tasks.create_task(poller.run(), name=f"account-{client.account.username}")
+                        for client in clients
+                    ]
+                    for poller in self.accounts:
+                        tasks.create_task(poller.run(), name=f"account-{poller.account}")
                     self._started.set()
             finally:
                 log.info("daemon_stopped", **_stats_fields(self.stats))
 
 
-def _stats_fields(stats: PollStats) -> dict[str, int]:
+def _stats_fields(stats: PollStats) -> dict[str, object]:
     return {name: getattr(stats, name) for name in stats.__slots__}

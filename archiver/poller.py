@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 
 import structlog
 
 from archiver.config import PollConfig
 from archiver.errors import ArchiverError, NotFoundError
+from archiver.events import MessageEvent
 from archiver.gws.client import GwsClient, MessagePage
 from archiver.gws.models import SmsSession
 from archiver.store.writer import ArchiveWriter, Malformed, Page
@@ -38,6 +41,7 @@ class PollStats:
     malformed: int = 0
     errors: int = 0
     sessions_ended: int = 0
+    by_type: Counter[str] = field(default_factory=Counter)  # messages archived, per GWS type
 
 
 class FailureState:
@@ -47,15 +51,24 @@ class FailureState:
         self.event_prefix = event_prefix
         self.context = context
         self.failures = 0
+        self.last_success_at: float | None = None
+        self.last_error: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """True after a success with no failure since."""
+        return self.failures == 0 and self.last_success_at is not None
 
     def failed(self, exc: BaseException) -> None:
         """Record a failure; only the first of a run is logged."""
         self.failures += 1
+        self.last_error = str(exc)
         if self.failures == 1:
             log.warning(f"{self.event_prefix}_failing", error=str(exc), **self.context)
 
     def succeeded(self) -> None:
         """Record a success; logged only when it ends a run of failures."""
+        self.last_success_at = time.time()
         if self.failures:
             log.info(f"{self.event_prefix}_recovered", failures=self.failures, **self.context)
             self.failures = 0
@@ -164,6 +177,9 @@ class SessionPoller:
         self.next_index = result.next_index
         new_messages = len(page.messages) - result.duplicates - result.conflicts
         self.stats.pages_stored += 1
+        for event in result.events:
+            if isinstance(event, MessageEvent):
+                self.stats.by_type[event.type] += 1
         self.stats.messages_archived += new_messages
         self.stats.duplicates += result.duplicates
         self.stats.conflicts += result.conflicts
@@ -201,7 +217,7 @@ class AccountPoller:
         self.rng = rng or random.Random()
         self.pollers: dict[str, SessionPoller] = {}
         self._tasks: asyncio.TaskGroup | None = None
-        self._health = FailureState("session_list", account=self.account)
+        self.health = FailureState("session_list", account=self.account)
 
     async def run(self) -> None:
         """Resume archived open sessions, then read the session list forever."""
@@ -214,9 +230,9 @@ class AccountPoller:
                     await self.refresh()
                 except ArchiverError as exc:
                     self.stats.errors += 1
-                    self._health.failed(exc)
+                    self.health.failed(exc)
                 else:
-                    self._health.succeeded()
+                    self.health.succeeded()
                 await asyncio.sleep(self.config.sessions_interval_s)
 
     async def refresh(self) -> None:

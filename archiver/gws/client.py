@@ -11,6 +11,7 @@ import asyncio
 import base64
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -111,6 +112,8 @@ class GwsHost:
         )
         self._connector: aiohttp.TCPConnector | None = None
         self._paused_until = 0.0
+        self.requests: Counter[tuple[str, str]] = Counter()  # (endpoint, HTTP status or error)
+        self.pauses = 0
         self._closed = False
 
     @property
@@ -130,6 +133,7 @@ class GwsHost:
         until = self.clock() + seconds
         if until > self._paused_until:
             self._paused_until = until
+            self.pauses += 1
             log.warning("gws_throttled", pause_s=round(seconds, 3))
 
     async def wait_turn(self) -> None:
@@ -283,15 +287,18 @@ class GwsClient:
         headers = {}
         if method != "GET" and self._csrf is not None:
             headers[self._csrf[0]] = self._csrf[1]
+        endpoint = endpoint_name(path)
         await self.host.wait_turn()
         try:
             async with self.http.request(method, url, params=params, headers=headers) as response:
                 self._remember_csrf(response.headers)
-                body = await response.read()
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
+                body = await response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
+            self.host.requests[endpoint, type(exc).__name__] += 1
             raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": "), url=url) from exc
+        self.host.requests[endpoint, str(status)] += 1
         if status >= 400:
             raise self._http_error(status, body, retry_after, url)
         payload = decode_json(body, url)
@@ -337,6 +344,17 @@ class GwsClient:
             status=status,
             status_code=payload.get("statusCode"),
         )
+
+
+def endpoint_name(path: str) -> str:
+    """A short, bounded name for a GWS path (a metrics label): me, sessions, session, messages."""
+    if path.endswith("/messages"):
+        return "messages"
+    if path.endswith("/smssessions"):
+        return "sessions"
+    if "/smssessions/" in path:
+        return "session"
+    return path.rsplit("/", 1)[-1] or "root"
 
 
 def status_error(status: int, payload: Mapping[str, Any], url: str) -> GwsStatusError:
