@@ -63,6 +63,7 @@ class GwsConfig:
     max_concurrent_requests: int = 32
     page_size: int = 500
     verify_tls: bool = True
+    max_requests_per_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +230,11 @@ def _parse_gws(reader: _Reader, env: Mapping[str, str]) -> GwsConfig:
         max_concurrent_requests=reader.positive("max_concurrent_requests", int, 32),
         page_size=reader.positive("page_size", int, 500),
         verify_tls=reader.get("verify_tls", bool, True),
+        max_requests_per_s=(
+            reader.positive("max_requests_per_s", float, 1.0)
+            if "max_requests_per_s" in reader.table
+            else None
+        ),
     )
     reader.finish()
     return config

@@ -146,8 +146,9 @@ class SessionPoller:
             try:
                 page = await self.client.fetch_messages(self.session.id, self.next_index)
             except NotFoundError:
-                if ending is None:
-                    raise
+                # GWS no longer knows the session: what was readable is archived; end it.
+                self.request_end("not_found")
+                ending = self.end_reason
                 page = MessagePage([], [], 0)
             caught_up = page.received < self.client.page_size
             end_reason = ending if caught_up else None

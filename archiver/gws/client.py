@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import orjson
 import structlog
+from aiolimiter import AsyncLimiter
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -114,6 +115,8 @@ class GwsHost:
         self._paused_until = 0.0
         self.requests: Counter[tuple[str, str]] = Counter()  # (endpoint, HTTP status or error)
         self.pauses = 0
+        rate = config.max_requests_per_s
+        self._limiter = AsyncLimiter(rate, 1.0) if rate else None
         self._closed = False
 
     @property
@@ -137,9 +140,11 @@ class GwsHost:
             log.warning("gws_throttled", pause_s=round(seconds, 3))
 
     async def wait_turn(self) -> None:
-        """Return once this host may be asked again."""
+        """Return once this host may be asked again (no pause, and under the rate ceiling)."""
         while (delay := self._paused_until - self.clock()) > 0:
             await self.sleep(delay)
+        if self._limiter is not None:
+            await self._limiter.acquire()
 
     async def close(self) -> None:
         """Close the pool; safe to call twice."""
@@ -159,6 +164,10 @@ class GwsClient:
         self.page_size = host.config.page_size
         self._http: aiohttp.ClientSession | None = None
         self._csrf: tuple[str, str] | None = None
+        # Re-login once per burst of auth failures: a failure seen under an older generation
+        # was already handled by whoever re-logged in since.
+        self._auth_generation = 0
+        self._auth_lock = asyncio.Lock()
         self._auth = "Basic " + base64.b64encode(
             f"{account.username}:{account.password.reveal()}".encode()
         ).decode("ascii")
@@ -233,26 +242,11 @@ class GwsClient:
         path = f"{API}/me/smssessions/{session_id}/messages"
         params = {"startIndex": str(start_index), "count": str(self.page_size)}
         body = await self.call("GET", path, params=params)
-        entries = body.get("messages") if isinstance(body, Mapping) else None
-        if not isinstance(entries, list):
-            raise ProtocolError("response has no messages array", url=self.base_url + path)
-        messages, rejected = [], []
-        received = 0
-        for obj in entries:
-            try:
-                message = parse_message(obj)
-            except MalformedPayload as exc:
-                rejected.append(Rejected(str(exc), dumps(obj)))
-                received += 1
-                continue
-            messages.append(message)
-            received += message.index >= 1
-        return MessagePage(messages, rejected, received)
+        return parse_messages_body(body, self.base_url + path)
 
     async def call(self, method: str, path: str, *, params: Mapping[str, str] | None = None) -> Any:
         """One request with retries (tenacity) and one re-login per burst of auth failures."""
         policy = self.host.retry
-        relogged = False
         retrying = AsyncRetrying(
             retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.total_s),
@@ -262,22 +256,25 @@ class GwsClient:
         )
         async for attempt in retrying:
             with attempt:
+                generation = self._auth_generation
                 try:
                     return await self._request(method, path, params=params)
                 except AuthError:
-                    if relogged:
-                        raise
-                    relogged = True
-                    log.info("gws_reauthenticating", account=self.account.username)
-                    self._forget_session()
-                    await self._request("GET", f"{API}/me")
+                    await self._relogin(generation)
                     return await self._request(method, path, params=params)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
-    def _forget_session(self) -> None:
-        self._csrf = None
-        if self._http is not None:
-            self._http.cookie_jar.clear()
+    async def _relogin(self, failed_generation: int) -> None:
+        """Start a new HTTP session (cookies, CSRF token), unless another request just did."""
+        async with self._auth_lock:
+            if self._auth_generation != failed_generation:
+                return
+            log.info("gws_reauthenticating", account=self.account.username)
+            self._csrf = None
+            if self._http is not None:
+                self._http.cookie_jar.clear()
+            await self._request("GET", f"{API}/me")
+            self._auth_generation += 1
 
     async def _request(
         self, method: str, path: str, *, params: Mapping[str, str] | None = None
@@ -344,6 +341,25 @@ class GwsClient:
             status=status,
             status_code=payload.get("statusCode"),
         )
+
+
+def parse_messages_body(body: object, url: str) -> MessagePage:
+    """Split a messages response into usable messages and rejected entries."""
+    entries = body.get("messages") if isinstance(body, Mapping) else None
+    if not isinstance(entries, list):
+        raise ProtocolError("response has no messages array", url=url)
+    messages, rejected = [], []
+    received = 0
+    for obj in entries:
+        try:
+            message = parse_message(obj)
+        except MalformedPayload as exc:
+            rejected.append(Rejected(str(exc), dumps(obj)))
+            received += 1
+            continue
+        messages.append(message)
+        received += message.index >= 1
+    return MessagePage(messages, rejected, received)
 
 
 def endpoint_name(path: str) -> str:

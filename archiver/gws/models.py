@@ -111,6 +111,8 @@ def parse_message(obj: object) -> Message:
     msg_type = TYPE_SPELLINGS.get(raw_type.lower(), raw_type)
     if msg_type == "TranscriptSaveDone":
         index = TRANSCRIPT_SAVE_DONE_INDEX
+    elif index < 1:
+        raise MalformedPayload(f"message index {index} is not a position (indices start at 1)")
     sender = obj.get("from")
     sender = sender if isinstance(sender, Mapping) else {}
     return Message(
