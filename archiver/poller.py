@@ -42,6 +42,8 @@ class PollStats:
     errors: int = 0
     sessions_ended: int = 0
     by_type: Counter[str] = field(default_factory=Counter)  # messages archived, per GWS type
+    poll_results: Counter[str] = field(default_factory=Counter)  # archived, idle, error
+    list_results: Counter[str] = field(default_factory=Counter)  # session lists: ok, error
 
 
 class FailureState:
@@ -102,7 +104,8 @@ class SessionPoller:
         self.ended = False
         self._stored_session: SmsSession | None = None
         self._wakeup = asyncio.Event()
-        self._health = FailureState("session_poll", session_id=session.id, account=account)
+        self.started_at = time.time()
+        self.health = FailureState("session_poll", session_id=session.id, account=account)
 
     def update(self, session: SmsSession) -> None:
         """The session list showed this session (perhaps changed): poll it soon if it changed."""
@@ -121,21 +124,25 @@ class SessionPoller:
 
     async def run(self) -> None:
         """Poll until the session has ended."""
-        while not self.ended:
-            try:
-                stored = await self.poll_once()
-            except ArchiverError as exc:
-                self.stats.errors += 1
-                self._health.failed(exc)
-                self.interval_s = min(self.config.max_interval_s, self.interval_s * GROWTH)
-            else:
-                self._health.succeeded()
-                if stored:
-                    self.interval_s = self.config.min_interval_s
-                else:
+        context = {"session_id": self.session.id, "account": self.account}
+        with structlog.contextvars.bound_contextvars(**context):
+            while not self.ended:
+                try:
+                    stored = await self.poll_once()
+                except ArchiverError as exc:
+                    self.stats.errors += 1
+                    self.stats.poll_results["error"] += 1
+                    self.health.failed(exc)
                     self.interval_s = min(self.config.max_interval_s, self.interval_s * GROWTH)
-            if not self.ended:
-                await self._pause()
+                else:
+                    self.health.succeeded()
+                    self.stats.poll_results["archived" if stored else "idle"] += 1
+                    if stored:
+                        self.interval_s = self.config.min_interval_s
+                    else:
+                        self.interval_s = min(self.config.max_interval_s, self.interval_s * GROWTH)
+                if not self.ended:
+                    await self._pause()
 
     async def poll_once(self) -> int:
         """Read from the cursor until caught up (ending the session if asked); return stored."""
@@ -150,13 +157,16 @@ class SessionPoller:
                 self.request_end("not_found")
                 ending = self.end_reason
                 page = MessagePage([], [], 0)
-            caught_up = page.received < self.client.page_size
+            # A short page usually means "caught up", but GWS may legally answer short: the
+            # last drain of an ending session reads on until a page brings nothing at all.
+            limit = 1 if ending is not None else self.client.page_size
+            # A page that cannot move the cursor (all of it unusable) would repeat forever.
+            advances = any(m.index >= self.next_index for m in page.messages)
+            caught_up = page.received < limit or not advances
             end_reason = ending if caught_up else None
-            cursor_before = self.next_index
             if page.messages or page.rejected or end_reason or self._session_changed():
                 stored += await self._store(page, end_reason)
-            # A full page that moved nothing forward (all of it unusable) would repeat forever.
-            if caught_up or self.next_index == cursor_before:
+            if caught_up:
                 break
         if ending is not None:
             self.ended = True
@@ -231,8 +241,10 @@ class AccountPoller:
                     await self.refresh()
                 except ArchiverError as exc:
                     self.stats.errors += 1
+                    self.stats.list_results["error"] += 1
                     self.health.failed(exc)
                 else:
+                    self.stats.list_results["ok"] += 1
                     self.health.succeeded()
                 await asyncio.sleep(self.config.sessions_interval_s)
 

@@ -48,7 +48,10 @@ BAD_CONFIGS = [
     ("[poll]\nmin_interval_s = 1.0\n", "gws: is required"),
     (GOOD.replace("http://127.0.0.1:8090", "ftp://gws"), "gws.base_url:"),
     (GOOD.replace("http://127.0.0.1:8090", "http://gws/api/v2"), "gws.base_url:"),
-    (GOOD + 'page_size = "ten"\n', "gws.page_size: must be an integer"),
+    (
+        GOOD.replace("[[gws.accounts]]", 'page_size = "ten"\n[[gws.accounts]]'),
+        "gws.page_size: must be an integer, not a string",
+    ),
     (GOOD + "[poll]\nmin_interval_s = -1\n", "poll.min_interval_s: must be greater than 0"),
     (GOOD + "[poll]\nmin_interval_s = 5\nmax_interval_s = 1\n", "poll.max_interval_s:"),
     (GOOD + "[poll]\njitter = 1.5\n", "poll.jitter:"),

@@ -17,8 +17,14 @@ KILLS = 6
 async def start_daemon(config: Path, log: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as sink:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "archiver", "run", "--config", str(config),
-            stdout=sink, stderr=sink,
+            sys.executable,
+            "-m",
+            "archiver",
+            "run",
+            "--config",
+            str(config),
+            stdout=sink,
+            stderr=sink,
         )
 
 
@@ -30,7 +36,7 @@ async def test_sigkill_during_ingest_loses_and_duplicates_nothing(tmp_path: Path
     rng = random.Random(2024)
     # Completed sessions stay listed long enough for a restarted daemon to drain them.
     scenario = Scenario(
-        sessions=30, concurrent_per_agent=3, messages=(60, 90), interval_s=0.02, linger_s=120
+        sessions=30, concurrent_per_agent=3, messages=(60, 90), interval_s=0.05, linger_s=120
     )
     async with Simulator(SimulatorOptions(agents=3, seed=5, scenario=scenario)) as sim:
         config.write_text(config_toml(sim.base_url, archive))
@@ -39,7 +45,9 @@ async def test_sigkill_during_ingest_loses_and_duplicates_nothing(tmp_path: Path
             await asyncio.sleep(rng.uniform(0.8, 1.8))
             daemon.send_signal(signal.SIGKILL)
             assert await daemon.wait() == -signal.SIGKILL
+        assert not sim.is_scenario_finished(), "the kills should land during ingest"
         daemon = await start_daemon(config, log)
+        await wait_for(lambda: log.read_text().count("daemon_started") == KILLS + 1)
         try:
             await sim.scenario_finished()
             await wait_for(lambda: ended_sessions(archive) == scenario.sessions, timeout_s=90)

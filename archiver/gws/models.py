@@ -8,6 +8,7 @@ normalises to canonical names and UTC instants; the raw JSON is kept alongside.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -97,7 +98,13 @@ class SmsSession:
 def dumps(value: Any, *, sort_keys: bool = False) -> str:
     """Compact JSON text; non-ASCII kept as is."""
     option = orjson.OPT_SORT_KEYS if sort_keys else 0
-    return orjson.dumps(value, option=option | orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(value, option=option | orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        # orjson refuses what JSON allows but it cannot hold (integers beyond 64 bits).
+        return json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys, default=str
+        )
 
 
 def parse_message(obj: object) -> Message:

@@ -1,0 +1,310 @@
+"""The GWS HTTP surface: `/api/v2` routes with Basic auth, JSESSIONID and optional CSRF.
+
+Decisions where gws-api.md is silent: statusCodes 1, 2 and 10 come with HTTP 400, 6 with
+404, 20 with 401; bad `startIndex`/`count` (negative or not an integer) answer statusCode 10
+(input validation error); an unknown `operationName` answers 2 like any operation outside the
+session's capabilities; the resource URI form `/api/v2/smssessions/{id}` (no `/me`) and the
+single-s typo `smsessions` are served like the canonical `/api/v2/me/smssessions/{id}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import secrets
+import uuid
+from collections import OrderedDict
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from archiver.simulator.faults import INJECTOR_KEY, FaultInjector, fault_middleware
+from archiver.simulator.operations import Outcome, perform
+from archiver.simulator.stats import STATS_KEY, Stats, stats_middleware
+from archiver.simulator.wire import JSON_CONTENT_TYPE, envelope, status_body
+from archiver.simulator.world import Account, Session, World
+
+VERSION = "8.5.200.50"
+_SESSIONS = "{collection:smss?essions}"
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+_MAX_HTTP_SESSIONS = 50_000
+_ACCESS_DENIED = status_body(20, "Access denied")
+
+WORLD_KEY: web.AppKey[World] = web.AppKey("world", World)
+
+
+@dataclass(slots=True)
+class HttpSession:
+    """A servlet session: the JSESSIONID cookie, its user and its CSRF token."""
+
+    id: str
+    account: str
+    csrf_token: str
+
+
+class HttpSessions:
+    """JSESSIONID store, oldest evicted first so cookie-less clients cannot grow it forever."""
+
+    def __init__(self) -> None:
+        self._sessions: OrderedDict[str, HttpSession] = OrderedDict()
+
+    def open(self, account: str) -> HttpSession:
+        """A new session for `account`."""
+        session = HttpSession(secrets.token_hex(16).upper(), account, str(uuid.uuid4()))
+        self._sessions[session.id] = session
+        if len(self._sessions) > _MAX_HTTP_SESSIONS:
+            self._sessions.popitem(last=False)
+        return session
+
+    def find(self, session_id: str | None) -> HttpSession | None:
+        """The live session with this id, if any."""
+        if session_id is None:
+            return None
+        session = self._sessions.get(session_id)
+        if session is not None:
+            self._sessions.move_to_end(session_id)
+        return session
+
+    def invalidate(self, session_id: str) -> None:
+        """End a session (EndContactCenterSession)."""
+        self._sessions.pop(session_id, None)
+
+
+# The authenticated caller of the request being handled, set by `auth_middleware`; a context
+# variable rather than request storage, whose typed keys differ across aiohttp 3.x releases.
+_caller: ContextVar[tuple[Account, HttpSession]] = ContextVar("simulator_caller")
+HTTP_SESSIONS_KEY: web.AppKey[HttpSessions] = web.AppKey("http_sessions", HttpSessions)
+CSRF_KEY: web.AppKey[bool] = web.AppKey("csrf", bool)
+
+
+def json_response(body: bytes, status: int = 200) -> web.Response:
+    """A JSON response from ready bytes."""
+    return web.Response(body=body, status=status, content_type=JSON_CONTENT_TYPE)
+
+
+def build_app(
+    world: World, injector: FaultInjector, stats: Stats, *, csrf: bool
+) -> web.Application:
+    """The aiohttp application with the GWS routes (admin routes are added by `admin`)."""
+    app = web.Application(middlewares=[stats_middleware, fault_middleware, auth_middleware])
+    app[WORLD_KEY] = world
+    app[INJECTOR_KEY] = injector
+    app[STATS_KEY] = stats
+    app[HTTP_SESSIONS_KEY] = HttpSessions()
+    app[CSRF_KEY] = csrf
+    router = app.router
+    router.add_get("/api/v2/diagnostics/version", get_version)
+    router.add_get("/api/v2/me", get_me)
+    router.add_post("/api/v2/me", post_me)
+    router.add_get(f"/api/v2/me/{_SESSIONS}", list_sessions)
+    for prefix in ("/api/v2/me", "/api/v2"):
+        router.add_get(f"{prefix}/{_SESSIONS}/{{session_id}}", get_session)
+        router.add_post(f"{prefix}/{_SESSIONS}/{{session_id}}", post_session)
+        router.add_get(f"{prefix}/{_SESSIONS}/{{session_id}}/messages", get_messages)
+    return app
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Basic auth or a live JSESSIONID; CSRF check on unsafe methods; CSRF headers on GETs."""
+    if not request.path.startswith("/api/v2/"):
+        return await handler(request)
+    sessions = request.app[HTTP_SESSIONS_KEY]
+    csrf = request.app[CSRF_KEY]
+    http_session = sessions.find(request.cookies.get("JSESSIONID"))
+    # Spring's CSRF filter runs before authentication, so a bad token wins over bad credentials.
+    if (
+        csrf
+        and request.method in _UNSAFE_METHODS
+        and (http_session is None or request.headers.get("X-CSRF-TOKEN") != http_session.csrf_token)
+    ):
+        return web.Response(status=403, text="Missing or invalid Csrf token")
+    new_cookie = False
+    if request.path != "/api/v2/diagnostics/version":
+        account = _basic_account(request)
+        if account is None and "Authorization" not in request.headers and http_session:
+            account = request.app[WORLD_KEY].accounts.get(http_session.account)
+        if account is None:
+            denied = json_response(_ACCESS_DENIED, status=401)
+            denied.headers["WWW-Authenticate"] = 'Basic realm="GWS"'
+            return denied
+        if http_session is None or http_session.account != account.username:
+            http_session = sessions.open(account.username)
+            new_cookie = True
+        token = _caller.set((account, http_session))
+        try:
+            response = await handler(request)
+        finally:
+            _caller.reset(token)
+    else:
+        response = await handler(request)
+    if http_session is None or sessions.find(http_session.id) is None:
+        return response
+    if new_cookie:
+        response.set_cookie("JSESSIONID", http_session.id, path="/", httponly=True)
+    if csrf and request.method == "GET":
+        response.headers["X-CSRF-HEADER"] = "X-CSRF-TOKEN"
+        response.headers["X-CSRF-TOKEN"] = http_session.csrf_token
+    return response
+
+
+def _basic_account(request: web.Request) -> Account | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, _, password = decoded.partition(":")
+    return request.app[WORLD_KEY].authenticate(username, password)
+
+
+async def get_version(request: web.Request) -> web.Response:
+    """`GET /api/v2/diagnostics/version` (no auth)."""
+    return json_response(b'{"statusCode":0,"version":"' + VERSION.encode() + b'"}')
+
+
+async def get_me(request: web.Request) -> web.Response:
+    """`GET /api/v2/me`: the logged-in user."""
+    world = request.app[WORLD_KEY]
+    user = _caller.get()[0].user_json(world.base_url)
+    return json_response(orjson.dumps({"statusCode": 0, "user": user}))
+
+
+async def post_me(request: web.Request) -> web.Response:
+    """`POST /api/v2/me`: StartContactCenterSession / EndContactCenterSession."""
+    payload = await _read_payload(request)
+    if isinstance(payload, Outcome):
+        return _outcome_response(payload)
+    name = payload.get("operationName")
+    if not isinstance(name, str) or not name:
+        return _outcome_response(Outcome(1, "Missing parameter: operationName"))
+    if name == "StartContactCenterSession":
+        channels = payload.get("channels", [])
+        if not isinstance(channels, list):
+            return _outcome_response(Outcome(10, "Invalid parameter: channels must be a list"))
+        return _outcome_response(Outcome(0))
+    if name == "EndContactCenterSession":
+        http_session = _caller.get()[1]
+        request.app[HTTP_SESSIONS_KEY].invalidate(http_session.id)
+        response = _outcome_response(Outcome(0))
+        response.del_cookie("JSESSIONID", path="/")
+        return response
+    return _outcome_response(Outcome(2, f"Operation {name} is not valid"))
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    """`GET /api/v2/me/smssessions[?fields=...]`: the agent's sessions, or their URIs."""
+    world = request.app[WORLD_KEY]
+    account = _caller.get()[0]
+    now = asyncio.get_running_loop().time()
+    sessions = list(world.listed_sessions(account.username, now))
+    injector = request.app[INJECTOR_KEY]
+    if sessions and injector.chance(injector.rates.vanish):
+        request.app[STATS_KEY].faults["vanish"] += 1
+        hidden = sessions.pop(injector.pick(len(sessions)))
+        hidden.hidden_until = now + injector.rates.vanish_s
+    fields = request.query.get("fields")
+    if fields is None:
+        uris = [f"{world.base_url}/api/v2/smssessions/{s.id}" for s in sessions]
+        return json_response(orjson.dumps({"statusCode": 0, "uris": uris}))
+    if fields.strip() == "*":
+        return json_response(envelope("smssessions", [world.session_json(s) for s in sessions]))
+    wanted = [name.strip() for name in fields.split(",") if name.strip()]
+    items = []
+    for session in sessions:
+        full = world.session_dict(session)
+        items.append(orjson.dumps({name: full[name] for name in wanted if name in full}))
+    return json_response(envelope("smssessions", items))
+
+
+def _find_session(request: web.Request) -> Session | None:
+    world = request.app[WORLD_KEY]
+    return world.session_for(_caller.get()[0].username, request.match_info["session_id"])
+
+
+def _not_found(request: web.Request) -> web.Response:
+    message = f"SMS session {request.match_info['session_id']} not found"
+    return json_response(status_body(6, message), status=404)
+
+
+async def get_session(request: web.Request) -> web.Response:
+    """`GET /api/v2/me/smssessions/{id}`: one session (`smsession` key half the time in quirks)."""
+    world = request.app[WORLD_KEY]
+    session = _find_session(request)
+    if session is None:
+        return _not_found(request)
+    key = b"smssession"
+    if world.quirks and request.app[INJECTOR_KEY].chance(0.5):
+        key = b"smsession"
+    return json_response(b'{"statusCode":0,"' + key + b'":' + world.session_json(session) + b"}")
+
+
+def _index_param(request: web.Request, name: str, default: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+async def get_messages(request: web.Request) -> web.Response:
+    """`GET .../{id}/messages?startIndex=&count=`: a contiguous slice of the transcript."""
+    session = _find_session(request)
+    if session is None:
+        return _not_found(request)
+    start = _index_param(request, "startIndex", 1)
+    count = _index_param(request, "count", 0)
+    if start is None or count is None:
+        message = "Invalid parameter: startIndex and count must be non-negative integers"
+        return json_response(status_body(10, message), status=400)
+    first = max(start, 1) - 1
+    available = len(session.messages)
+    end = available if count == 0 else min(available, first + count)
+    limit = request.app[INJECTOR_KEY].short_limit(end - first) if end > first else None
+    if limit is not None:
+        request.app[STATS_KEY].faults["short_page"] += 1
+        end = first + limit
+    items = [message.body for message in session.messages[first:end]]
+    # TranscriptSaveDone rides along with any read that reaches the end of the log.
+    if session.transcript is not None and end >= available:
+        items.append(session.transcript.body)
+    return json_response(envelope("messages", items))
+
+
+async def post_session(request: web.Request) -> web.Response:
+    """`POST /api/v2/me/smssessions/{id}`: an agent operation."""
+    session = _find_session(request)
+    if session is None:
+        return _not_found(request)
+    payload = await _read_payload(request)
+    if isinstance(payload, Outcome):
+        return _outcome_response(payload)
+    world = request.app[WORLD_KEY]
+    outcome = perform(world, session, payload)
+    world.flush()
+    return _outcome_response(outcome)
+
+
+async def _read_payload(request: web.Request) -> dict[str, Any] | Outcome:
+    try:
+        payload = orjson.loads(await request.read() or b"{}")
+    except orjson.JSONDecodeError:
+        return Outcome(10, "Invalid JSON body")
+    if not isinstance(payload, dict):
+        return Outcome(10, "The body must be a JSON object")
+    return payload
+
+
+def _outcome_response(outcome: Outcome) -> web.Response:
+    return json_response(outcome.body(), status=outcome.http_status)

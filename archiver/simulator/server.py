@@ -1,0 +1,153 @@
+"""`Simulator`: the fake GWS as an async context manager (HTTP server, world, scenario driver)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+
+from archiver.simulator.admin import add_admin_routes
+from archiver.simulator.app import build_app
+from archiver.simulator.faults import FaultInjector, FaultRates
+from archiver.simulator.scenario import Scenario, ScenarioDriver
+from archiver.simulator.stats import Stats
+from archiver.simulator.world import World
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorOptions:
+    """Everything a simulator run is built from.
+
+    Attributes:
+        host, port: where to listen; port 0 picks a free port.
+        agents: accounts `agent1` … `agentN`, each with the password `password`.
+        seed: seeds every random choice (scenario content, ids, faults, quirks).
+        csrf: require the CSRF token on POST/PUT/DELETE and send it on GETs.
+        quirks: render about half the messages the way the docs print them (glued or ISO
+            timestamps, `timestampSeconds` with an `L` suffix, `TypingStopping`) and the
+            single-session key as `smsession` half the time.
+        truth_path: JSON lines, one per message created, written as it goes.
+        faults: fault rates for `/api/v2` requests.
+        scenario: the conversation driver, or None for a world driven only by the API.
+        utc_offset_minutes: offset of message `timestamp` strings; None uses the machine's
+            local zone.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    agents: int = 3
+    seed: int = 1
+    csrf: bool = False
+    quirks: bool = False
+    truth_path: Path | None = None
+    faults: FaultRates = field(default_factory=FaultRates)
+    scenario: Scenario | None = None
+    utc_offset_minutes: int | None = None
+
+
+class Simulator:
+    """A running fake GWS: `async with Simulator(options) as sim: sim.base_url ...`.
+
+    Attributes:
+        base_url: `http://host:port` once started.
+        world: the `World`, to create, fill, end and remove sessions directly.
+        faults: the `FaultInjector`; assign `faults.rates` to change fault rates at run time.
+    """
+
+    def __init__(self, options: SimulatorOptions) -> None:
+        self.options = options
+        self.world = World(
+            agents=options.agents,
+            seed=options.seed,
+            quirks=options.quirks,
+            utc_offset_minutes=options.utc_offset_minutes,
+            truth_path=options.truth_path,
+        )
+        self.faults = FaultInjector(options.faults, options.seed)
+        self._stats = Stats()
+        self._driver = (
+            ScenarioDriver(self.world, options.scenario, options.seed)
+            if options.scenario is not None
+            else None
+        )
+        self._runner: web.AppRunner | None = None
+        self._driver_task: asyncio.Task[None] | None = None
+        self._state = "new"
+        self.base_url = ""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Bind, serve and start the scenario."""
+        if self._state != "new":
+            raise RuntimeError(f"simulator is {self._state}; it can start only once")
+        self._state = "running"
+        app = build_app(self.world, self.faults, self._stats, csrf=self.options.csrf)
+        add_admin_routes(app, self)
+        # Bind first so the URIs the world renders already carry the real port.
+        sock = socket.create_server((self.options.host, self.options.port), reuse_port=False)
+        host, port = sock.getsockname()[:2]
+        self.base_url = f"http://{host}:{port}"
+        self.world.base_url = self.base_url
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+        if self._driver is not None:
+            self._driver_task = asyncio.create_task(self._driver.run(), name="simulator-scenario")
+
+    async def close(self) -> None:
+        """Stop the scenario and the server, then complete the truth file; safe twice."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        self.faults.closing.set()
+        if self._driver_task is not None:
+            self._driver_task.cancel()
+            await asyncio.wait([self._driver_task])
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.world.close()
+
+    async def scenario_finished(self) -> None:
+        """Resolve once a finite scenario has ended its last session (no scenario: at once).
+
+        Completed sessions still linger in the lists afterwards; an endless scenario never
+        finishes.
+        """
+        if self._driver is not None:
+            await self._driver.finished.wait()
+            if self._driver.error is not None:
+                raise RuntimeError("the scenario driver failed") from self._driver.error
+
+    def is_scenario_finished(self) -> bool:
+        """Whether `scenario_finished()` would resolve now."""
+        return self._driver is None or self._driver.finished.is_set()
+
+    def truth(self) -> list[dict[str, Any]]:
+        """Every message ever created, in creation order, in the truth-file shape.
+
+        Keys: `session_id`, `account` (owner when created), `index` (-1 for
+        TranscriptSaveDone), `type` (canonical, `TypingStopped` even when quirks mode served
+        `TypingStopping`), `text` (the words: `text`, else `noticeText`, else the PushUrl
+        `url`; None when there are none), `visibility`, `created_at` (UTC, ms, `Z`).
+        """
+        return self.world.truth()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: requests by route and status (or fault), faults injected by kind."""
+        return self._stats.snapshot()

@@ -1,0 +1,61 @@
+"""GWS request and fault counters of a simulator run (`Simulator.stats()`, `GET /_sim/stats`).
+
+Only `/api/v2` traffic is counted; the admin API is not.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from contextvars import ContextVar
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+STATS_KEY: web.AppKey[Stats] = web.AppKey("stats")
+# Request key under which the fault middleware notes the fault it injected, if any.
+# The fault injected into the request being handled, noted by the fault middleware. A context
+# variable, as typed request keys (web.RequestKey) exist only from aiohttp 3.14 on.
+injected_fault: ContextVar[str | None] = ContextVar("simulator_fault", default=None)
+
+
+class Stats:
+    """Counts requests by route and outcome, and injected faults by kind."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[tuple[str, str]] = Counter()
+        self.faults: Counter[str] = Counter()
+
+    def snapshot(self) -> dict[str, Any]:
+        """`{"requests": {route: {status: n}}, "faults": {kind: n}, "total_requests": n}`."""
+        routes: dict[str, dict[str, int]] = {}
+        for (route, status), count in sorted(self.requests.items()):
+            routes.setdefault(route, {})[status] = count
+        return {
+            "total_requests": sum(self.requests.values()),
+            "requests": routes,
+            "faults": dict(sorted(self.faults.items())),
+        }
+
+
+@web.middleware
+async def stats_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count each `/api/v2` request under `<METHOD> <route pattern>` with its status or fault."""
+    if not request.path.startswith("/api/v2/"):
+        return await handler(request)
+    stats = request.app[STATS_KEY]
+    info = request.match_info
+    route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
+    key = f"{request.method} {route}"
+    token = injected_fault.set(None)
+    try:
+        response = await handler(request)
+        fault = injected_fault.get()
+    except web.HTTPException as exc:
+        stats.requests[key, str(exc.status)] += 1
+        raise
+    finally:
+        injected_fault.reset(token)
+    outcome = fault if fault in ("reset", "hang", "truncate") else str(response.status)
+    stats.requests[key, outcome] += 1
+    return response

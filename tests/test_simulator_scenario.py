@@ -1,0 +1,205 @@
+"""The seeded scenario driver: finishes, reproduces, covers every type, holds 10,000 sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from archiver.simulator import Scenario, Simulator, SimulatorOptions
+from archiver.simulator.scenario import ScenarioDriver
+from archiver.simulator.world import World
+
+FAST = Scenario(
+    sessions=20, concurrent_per_agent=3, messages=(50, 50), interval_s=0.001, linger_s=60
+)
+ALL_TYPES = {
+    "Text",
+    "ParticipantJoined",
+    "ParticipantLeft",
+    "ParticipantRejoined",
+    "TypingStarted",
+    "TypingStopped",
+    "PushUrl",
+    "Notice",
+    "CustomNotice",
+    "TranscriptSaveDone",
+}
+
+
+def by_session(truth: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    sessions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in truth:
+        sessions[record["session_id"]].append(record)
+    return dict(sessions)
+
+
+def content(truth: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Everything but wall-clock time, in session order then creation order."""
+    return sorted(
+        (r["session_id"], r["account"], r["index"], r["type"], r["text"], r["visibility"])
+        for r in truth
+    )
+
+
+async def play(seed: int, scenario: Scenario = FAST, **options: Any) -> list[dict[str, Any]]:
+    async with Simulator(
+        SimulatorOptions(agents=3, seed=seed, scenario=scenario, **options)
+    ) as sim:
+        await sim.scenario_finished()
+        return sim.truth()
+
+
+async def test_finite_scenario_finishes_quickly_and_is_well_formed() -> None:
+    """20 sessions x 50 messages finish in seconds; every log is a well-formed conversation."""
+    started = time.monotonic()
+    truth = await play(seed=1)
+    assert time.monotonic() - started < 5
+    sessions = by_session(truth)
+    assert len(sessions) == 20
+    for records in sessions.values():
+        indexed = [r for r in records if r["index"] != -1]
+        assert [r["index"] for r in indexed] == list(range(1, len(indexed) + 1))
+        assert len(indexed) >= 54
+        assert [r["type"] for r in indexed[:2]] == ["ParticipantJoined", "ParticipantJoined"]
+        assert indexed[-1]["type"] == "ParticipantLeft"
+        assert [r["index"] for r in records if r["type"] == "TranscriptSaveDone"] in ([], [-1])
+        if records[-1]["type"] == "TranscriptSaveDone":
+            assert records[-1]["index"] == -1
+    assert {r["type"] for r in truth} == ALL_TYPES
+    assert any(r["visibility"] == "Agents" for r in truth)
+    assert any(r["type"] == "TypingStarted" and r["text"] for r in truth)
+    assert any(r["type"] == "PushUrl" and r["text"].startswith("https://") for r in truth)
+    accounts = Counter(r["account"] for r in truth if r["index"] == 1)
+    assert accounts == {"agent1": 7, "agent2": 7, "agent3": 6}
+
+
+async def test_same_seed_same_conversations() -> None:
+    """A seed reproduces sessions, types, texts and order; another seed does not."""
+    first, second, other = await play(seed=7), await play(seed=7), await play(seed=8)
+    assert content(first) == content(second)
+    assert content(first) != content(other)
+    for records in by_session(first).values():
+        ordered = [r["index"] for r in records]
+        assert ordered == sorted(ordered, key=lambda index: index if index > 0 else 10**9)
+
+
+async def test_ids_look_like_gws_ids() -> None:
+    """Session ids are 16 GWS-style characters; participant ids are 16 hex digits."""
+    scenario = Scenario(sessions=6, messages=(3, 5), interval_s=0.001, linger_s=60)
+    headers = {"Authorization": "Basic " + base64.b64encode(b"agent1:password").decode()}
+    async with Simulator(SimulatorOptions(agents=1, seed=2, scenario=scenario)) as sim:
+        await sim.scenario_finished()
+        async with aiohttp.ClientSession() as http:
+            url = f"{sim.base_url}/api/v2/me/smssessions?fields=*"
+            async with http.get(url, headers=headers) as response:
+                sessions = (await response.json())["smssessions"]
+            session_id = sessions[0]["id"]
+            url = f"{sim.base_url}/api/v2/me/smssessions/{session_id}/messages"
+            async with http.get(url, headers=headers) as response:
+                messages = (await response.json())["messages"]
+        truth = [r for r in sim.truth() if r["session_id"] == session_id]
+    assert len(sessions) == 6
+    assert all(re.fullmatch(r"0000[A-Z]a[0-9A-Z]{10}", s["id"]) for s in sessions)
+    assert all(re.fullmatch(r"[0-9A-F]{16}", m["from"]["participantId"]) for m in messages)
+    served = [
+        (m["index"], m["type"], m.get("text", m.get("noticeText", m.get("url"))), m["visibility"])
+        for m in messages
+    ]
+    assert served == [(r["index"], r["type"], r["text"], r["visibility"]) for r in truth]
+
+
+async def test_truth_file_is_written_as_it_goes_and_complete_at_exit(tmp_path: Path) -> None:
+    """The truth file gains lines during the run and equals sim.truth() at exit."""
+    path = tmp_path / "truth.jsonl"
+    scenario = Scenario(sessions=4, messages=(5, 5), interval_s=0.001, linger_s=60)
+    async with Simulator(
+        SimulatorOptions(agents=2, seed=3, scenario=scenario, truth_path=path)
+    ) as sim:
+        await sim.scenario_finished()
+        assert path.read_bytes().count(b"\n") == len(sim.truth())
+        sim.world.create_session("agent1")
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert lines == sim.truth()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", lines[0]["created_at"])
+
+
+async def test_completed_sessions_linger_then_disappear() -> None:
+    """Completed sessions stay listed for linger_s, then reads answer statusCode 6."""
+    scenario = Scenario(sessions=2, messages=(1, 1), interval_s=0.001, linger_s=0.2)
+    async with Simulator(SimulatorOptions(agents=1, seed=4, scenario=scenario)) as sim:
+        await sim.scenario_finished()
+        assert {s.state for s in sim.world.sessions.values()} == {"Completed"}
+        await asyncio.sleep(0.3)
+        assert sim.world.sessions == {}
+
+
+def test_agents_never_hold_more_than_their_share() -> None:
+    """At every tick each agent has at most concurrent_per_agent Chatting sessions."""
+    world = World(agents=2, seed=1)
+    scenario = Scenario(sessions=30, concurrent_per_agent=2, messages=(2, 6), interval_s=1.0)
+    driver = ScenarioDriver(world, scenario, seed=1)
+    driver.begin(0.0)
+    now = 0.0
+    while not driver.finished.is_set():
+        now += 0.25
+        driver.run_once(now)
+        chatting = Counter(s.account for s in world.sessions.values() if s.state == "Chatting")
+        assert max(chatting.values(), default=0) <= 2
+    assert len({r["session_id"] for r in world.truth()}) == 30
+
+
+def test_endless_scenario_keeps_starting_sessions() -> None:
+    """sessions=None never finishes and keeps opening new sessions."""
+    world = World(agents=1, seed=1)
+    driver = ScenarioDriver(world, Scenario(sessions=None, messages=(1, 1), interval_s=1.0), seed=1)
+    driver.begin(0.0)
+    for step in range(1, 200):
+        driver.run_once(step * 0.5)
+    assert len({r["session_id"] for r in world.truth()}) > 10
+    assert not driver.finished.is_set()
+
+
+def test_ten_thousand_concurrent_sessions_are_cheap() -> None:
+    """100 agents x 100 sessions all open within one interval, in well under a few seconds."""
+    world = World(agents=100, seed=1)
+    scenario = Scenario(sessions=None, concurrent_per_agent=100, messages=(10, 40), interval_s=2.0)
+    driver = ScenarioDriver(world, scenario, seed=1)
+    started = time.process_time()
+    driver.begin(0.0)
+    driver.run_once(2.0)
+    assert len(world.sessions) == 10_000
+    assert time.process_time() - started < 5
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"sessions": -1},
+        {"concurrent_per_agent": 0},
+        {"messages": (5, 2)},
+        {"interval_s": -1.0},
+        {"type_weights": (("Bogus", 1.0),)},
+        {"type_weights": (("Text", 0.0),)},
+        {"transcript_share": 1.5},
+    ],
+)
+def test_scenario_rejects_bad_settings(changes: dict[str, Any]) -> None:
+    """Impossible scenario settings raise ValueError."""
+    with pytest.raises(ValueError, match=r"must|need"):
+        Scenario(**changes)
+
+
+async def test_no_scenario_is_finished_at_once() -> None:
+    """Without a scenario, scenario_finished() returns immediately and the world is empty."""
+    async with Simulator(SimulatorOptions(agents=1)) as sim:
+        await sim.scenario_finished()
+        assert sim.truth() == []
