@@ -7,6 +7,9 @@ Secrets come from the file or from the environment (``password_env``) and are he
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -16,6 +19,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from archiver.errors import ConfigError
+from archiver.events import EVENT_TYPES
 
 T = TypeVar("T")
 
@@ -81,6 +85,7 @@ class ArchiveConfig:
     """Where the SQLite archive lives."""
 
     path: Path = Path("archive.sqlite3")
+    busy_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,111 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The optional local HTTP endpoint: health, readiness, metrics and the live event stream."""
+
+    listen: str | None = None  # "host:port"; None keeps the server off
+    token: Secret | None = None  # bearer token; required unless bound to loopback
+    keepalive_s: float = 15.0  # seconds between SSE keep-alive comments
+    ready_window_s: float = 60.0  # an account is ready if its session list was read this recently
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``listen`` as (host, port); raises ValueError if it is not ``host:port``."""
+        return split_listen(self.listen or "")
+
+
+@dataclass(frozen=True, slots=True)
+class HookFilters:
+    """Which events a subscriber gets; an empty tuple lets every value through."""
+
+    types: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()
+    sessions: tuple[str, ...] = ()
+
+
+# The Standard Webhooks schedule after the first attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_RETRY_DELAYS_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a failed delivery is retried before it becomes a dead letter.
+
+    ``delays_s[n]`` is the wait after failed attempt ``n + 1`` (the last one repeats), spread
+    by ``jitter`` (0.2 = ±20%); a longer ``Retry-After`` from the receiver wins.
+    """
+
+    max_attempts: int = 8
+    delays_s: tuple[float, ...] = DEFAULT_RETRY_DELAYS_S
+    jitter: float = 0.2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HookConfig:
+    """What every subscriber has: a unique name, filters, a timeout and its retry policy."""
+
+    name: str
+    timeout_s: float = 30.0
+    max_in_flight: int = 4  # sessions delivered in parallel (one event in flight per session)
+    filters: HookFilters = field(default_factory=HookFilters)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookHook(HookConfig):
+    """An HTTP endpoint that gets each event as a signed Standard Webhooks POST."""
+
+    url: str
+    secrets: tuple[Secret, ...]  # every one signs each request (several during a rotation)
+    timeout_s: float = 15.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandHook(HookConfig):
+    """A program run once per event, with the event's JSON on its standard input."""
+
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PythonHook(HookConfig):
+    """A ``module:function`` (sync or async) called with each typed event."""
+
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class HooksConfig:
+    """Event subscribers; ``plugins`` also loads the entry-point group ``gws_archiver.hooks``."""
+
+    webhooks: tuple[WebhookHook, ...] = ()
+    commands: tuple[CommandHook, ...] = ()
+    python: tuple[PythonHook, ...] = ()
+    plugins: bool = True
+
+    @property
+    def subscribers(self) -> tuple[HookConfig, ...]:
+        """Every configured subscriber, webhooks first."""
+        return (*self.webhooks, *self.commands, *self.python)
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_`` secret; ValueError if it is not one."""
+    if not secret.startswith("whsec_"):
+        raise ValueError("must start with whsec_ (a Standard Webhooks secret)")
+    encoded = secret.removeprefix("whsec_")
+    try:
+        # Secrets are often pasted without their base64 padding.
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        raise ValueError("must be whsec_ followed by base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"must decode to 24-64 bytes, not {len(key)}")
+    return key
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration of one daemon."""
 
@@ -99,6 +209,8 @@ class Config:
     poll: PollConfig = field(default_factory=PollConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
     source: str = "<defaults>"
 
 
@@ -198,6 +310,8 @@ def parse_config(document: Mapping[str, Any], source: str, env: Mapping[str, str
         poll=_parse_poll(root.sub("poll")),
         archive=_parse_archive(root.sub("archive"), Path(source).parent),
         log=_parse_log(root.sub("log")),
+        server=_parse_server(root.sub("server"), env),
+        hooks=_parse_hooks(root.sub("hooks"), env),
         source=source,
     )
     root.finish()
@@ -282,8 +396,11 @@ def _parse_archive(reader: _Reader, base_dir: Path) -> ArchiveConfig:
     if not raw:
         raise reader.fail("path", "must not be empty")
     path = Path(raw).expanduser()
+    busy_timeout_s = reader.positive("busy_timeout_s", float, 10.0)
     reader.finish()
-    return ArchiveConfig(path=path if path.is_absolute() else base_dir / path)
+    return ArchiveConfig(
+        path=path if path.is_absolute() else base_dir / path, busy_timeout_s=busy_timeout_s
+    )
 
 
 def _parse_log(reader: _Reader) -> LogConfig:
@@ -293,3 +410,198 @@ def _parse_log(reader: _Reader) -> LogConfig:
     )
     reader.finish()
     return config
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``"127.0.0.1:8765"`` or ``"[::1]:8765"`` as (host, port); ValueError if malformed."""
+    problem = ValueError(f"must be host:port, like 127.0.0.1:8765, not {listen!r}")
+    parts = urlsplit(f"//{listen}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise problem from None
+    if not parts.hostname or port is None or parts.netloc != listen or "@" in listen:
+        raise problem
+    return parts.hostname, port
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def _parse_server(reader: _Reader, env: Mapping[str, str]) -> ServerConfig:
+    listen = reader.get("listen", str, "") or None
+    host = ""
+    if listen is not None:
+        try:
+            host, _ = split_listen(listen)
+        except ValueError as exc:
+            raise reader.fail("listen", str(exc)) from None
+    if "token" in reader.table and "token_env" in reader.table:
+        raise reader.fail("token_env", "set at most one of token_env or token")
+    token: Secret | None = None
+    if "token_env" in reader.table:
+        variable = reader.get("token_env", str)
+        if not env.get(variable):
+            raise reader.fail("token_env", f"environment variable {variable} is not set")
+        token = Secret(env[variable])
+    elif "token" in reader.table:
+        value = reader.get("token", str)
+        if not value:
+            raise reader.fail("token", "must not be empty")
+        token = Secret(value)
+    if listen is not None and token is None and not is_loopback(host):
+        raise reader.fail(
+            "listen",
+            f"binds to {host}, which is not loopback: set server.token or server.token_env",
+        )
+    config = ServerConfig(
+        listen=listen,
+        token=token,
+        keepalive_s=reader.positive("keepalive_s", float, 15.0),
+        ready_window_s=reader.positive("ready_window_s", float, 60.0),
+    )
+    reader.finish()
+    return config
+
+
+def _parse_hooks(reader: _Reader, env: Mapping[str, str]) -> HooksConfig:
+    config = HooksConfig(
+        webhooks=tuple(_parse_webhook(item, env) for item in _hook_tables(reader, "webhooks")),
+        commands=tuple(_parse_command(item) for item in _hook_tables(reader, "commands")),
+        python=tuple(_parse_python_hook(item) for item in _hook_tables(reader, "python")),
+        plugins=reader.get("plugins", bool, True),
+    )
+    reader.finish()
+    seen: set[str] = set()
+    for kind, hooks in (
+        ("webhooks", config.webhooks),
+        ("commands", config.commands),
+        ("python", config.python),
+    ):
+        for position, hook in enumerate(hooks):
+            if hook.name in seen:
+                raise reader.fail(
+                    f"{kind}[{position}].name", f"{hook.name!r} appears twice: set a unique name"
+                )
+            seen.add(hook.name)
+    return config
+
+
+def _hook_tables(parent: _Reader, kind: str) -> list[_Reader]:
+    readers = []
+    for position, item in enumerate(parent.get(kind, list, [])):
+        name = f"{kind}[{position}]"
+        if not isinstance(item, dict):
+            raise parent.fail(name, f"must be a table ([[hooks.{kind}]])")
+        readers.append(_Reader(parent.path, item, parent.key(name) + "."))
+    return readers
+
+
+def _strings(reader: _Reader, name: str) -> tuple[str, ...]:
+    values = reader.get(name, list, [])
+    if not all(isinstance(value, str) and value for value in values):
+        raise reader.fail(name, "must be an array of non-empty strings")
+    return tuple(values)
+
+
+def _hook_common(reader: _Reader, default_name: str, timeout_s: float) -> dict[str, Any]:
+    """The keys every kind of subscriber has, as HookConfig keyword arguments."""
+    types = _strings(reader, "types")
+    unknown = sorted(set(types) - set(EVENT_TYPES))
+    if unknown:
+        raise reader.fail("types", f"unknown event type {unknown[0]!r}")
+    delays = reader.get("retry_delays_s", list, list(DEFAULT_RETRY_DELAYS_S))
+    if not delays or not all(
+        isinstance(d, int | float) and not isinstance(d, bool) and d >= 0 for d in delays
+    ):
+        raise reader.fail("retry_delays_s", "must be a non-empty array of seconds (>= 0)")
+    jitter = reader.get("retry_jitter", float, 0.2)
+    if not 0 <= jitter < 1:
+        raise reader.fail("retry_jitter", f"must be at least 0 and less than 1, not {jitter}")
+    name = reader.get("name", str, default_name)
+    if not name:
+        raise reader.fail("name", "must not be empty")
+    return {
+        "name": name,
+        "timeout_s": reader.positive("timeout_s", float, timeout_s),
+        "max_in_flight": reader.positive("max_in_flight", int, 4),
+        "filters": HookFilters(
+            types=types,
+            accounts=_strings(reader, "accounts"),
+            sessions=_strings(reader, "sessions"),
+        ),
+        "retry": RetryPolicy(
+            max_attempts=reader.positive("max_attempts", int, 8),
+            delays_s=tuple(float(d) for d in delays),
+            jitter=jitter,
+        ),
+    }
+
+
+def _parse_webhook(reader: _Reader, env: Mapping[str, str]) -> WebhookHook:
+    url = reader.get("url", str)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise reader.fail("url", f"must be an http(s) URL, not {url!r}")
+    # Every secret given signs each request: one signature per secret lets receivers rotate keys.
+    given: list[tuple[str, str]] = []
+    if "secret" in reader.table:
+        given.append(("secret", reader.get("secret", str)))
+    given += [(f"secrets[{n}]", value) for n, value in enumerate(_strings(reader, "secrets"))]
+    variables = [(f"secrets_env[{n}]", v) for n, v in enumerate(_strings(reader, "secrets_env"))]
+    if "secret_env" in reader.table:
+        variables.insert(0, ("secret_env", reader.get("secret_env", str)))
+    for key, variable in variables:
+        if variable not in env:
+            raise reader.fail(key, f"environment variable {variable} is not set")
+        given.append((key, env[variable]))
+    if not given:
+        raise reader.fail("secret_env", "set a secret: secret_env, secret, secrets or secrets_env")
+    for key, value in given:
+        try:
+            webhook_key(value)
+        except ValueError as exc:
+            raise reader.fail(key, str(exc)) from None
+    hook = WebhookHook(
+        url=url,
+        secrets=tuple(Secret(value) for _, value in given),
+        **_hook_common(reader, f"webhook:{parts.hostname}{parts.path}", 15.0),
+    )
+    reader.finish()
+    return hook
+
+
+def _parse_command(reader: _Reader) -> CommandHook:
+    if ("argv" in reader.table) == ("command" in reader.table):
+        raise reader.fail("argv", "set exactly one of argv or command")
+    if "argv" in reader.table:
+        argv = _strings(reader, "argv")
+        if not argv:
+            raise reader.fail("argv", "must name a program")
+        program = argv[0]
+    else:
+        command = reader.get("command", str).strip()
+        if not command:
+            raise reader.fail("command", "must not be empty")
+        argv = ("/bin/sh", "-c", command)
+        program = command.split()[0]
+    hook = CommandHook(argv=argv, **_hook_common(reader, f"command:{Path(program).name}", 30.0))
+    reader.finish()
+    return hook
+
+
+def _parse_python_hook(reader: _Reader) -> PythonHook:
+    target = reader.get("target", str)
+    module, _, function = target.partition(":")
+    if not all(part.isidentifier() for part in [*module.split("."), *function.split(".")]):
+        raise reader.fail("target", f"must be module:function, not {target!r}")
+    hook = PythonHook(target=target, **_hook_common(reader, f"python:{target}", 30.0))
+    reader.finish()
+    return hook

@@ -62,7 +62,9 @@ class Daemon:
         """Archive until cancelled."""
         config = self.config
         async with AsyncExitStack() as stack:
-            writer = await stack.enter_async_context(ArchiveWriter(config.archive.path))
+            writer = await stack.enter_async_context(
+                ArchiveWriter(config.archive.path, busy_timeout_s=config.archive.busy_timeout_s)
+            )
             self.writer = writer
             reader = await stack.enter_async_context(ArchiveReader(config.archive.path))
             feed = EventFeed(reader, writer.last_seq)

@@ -6,12 +6,23 @@ import asyncio
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+import structlog
+
 from archiver.config import Account, ArchiveConfig, Config, GwsConfig, PollConfig, Secret
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """A command run in one test configures structlog; the next test starts from defaults."""
+    yield
+    structlog.reset_defaults()
+
 
 FAST_POLL = PollConfig(min_interval_s=0.02, max_interval_s=0.2, sessions_interval_s=0.1)
 
@@ -87,8 +98,9 @@ def compare(path: Path, truth: list[dict[str, Any]]) -> Comparison:
     expected = Counter(truth_key(r) for r in truth)
     actual = Counter(archive_keys(path))
     events = query(
-        path, "SELECT session_id, message_index, count(*) FROM events"
-        " WHERE message_index IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1"
+        path,
+        "SELECT session_id, message_index, count(*) FROM events"
+        " WHERE message_index IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1",
     )
     return Comparison(
         missing=sorted((expected - actual).elements()),

@@ -6,9 +6,10 @@ import asyncio
 import random
 import signal
 import sys
+import time
 from pathlib import Path
 
-from archiver.simulator import Scenario, Simulator, SimulatorOptions
+from archiver.simulator import FaultRates, Scenario, Simulator, SimulatorOptions
 from tests.conftest import compare, config_toml, ended_sessions, query, wait_for
 
 KILLS = 6
@@ -53,7 +54,7 @@ async def test_sigkill_during_ingest_loses_and_duplicates_nothing(tmp_path: Path
             await wait_for(lambda: ended_sessions(archive) == scenario.sessions, timeout_s=90)
         finally:
             daemon.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(daemon.wait(), 10) == 0
+            assert await asyncio.wait_for(daemon.wait(), 5) == 0
         truth = sim.truth()
 
     assert query(archive, "SELECT count(*) FROM messages")[0][0] == len(truth)
@@ -68,3 +69,22 @@ async def test_sigkill_during_ingest_loses_and_duplicates_nothing(tmp_path: Path
         ("SessionEnded", scenario.sessions, scenario.sessions),
         ("SessionStarted", scenario.sessions, scenario.sessions),
     ]
+
+
+async def test_sigterm_with_requests_in_flight_exits_0_within_5_s(tmp_path: Path) -> None:
+    """Graceful shutdown: in-flight requests are abandoned, exit 0 well inside 5 s."""
+    archive = tmp_path / "archive.sqlite3"
+    config = tmp_path / "config.toml"
+    log = tmp_path / "daemon.log"
+    options = SimulatorOptions(agents=3, seed=1, scenario=None, faults=FaultRates(hang=1.0))
+    async with Simulator(options) as sim:
+        config.write_text(config_toml(sim.base_url, archive))
+        daemon = await start_daemon(config, log)
+        await wait_for(lambda: "daemon_started" in log.read_text())
+        await asyncio.sleep(0.5)
+        assert sim.stats()["faults"].get("hang", 0) >= 3
+        started = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(daemon.wait(), 5) == 0
+        assert time.monotonic() - started < 5
+    assert "daemon_stopped" in log.read_text()

@@ -55,6 +55,7 @@ log = structlog.get_logger()
 
 API = "/api/v2"
 CSRF_FAILURE = "csrf"
+THROTTLE_SPELL_S = 60.0
 _JAVA_LONG = re.compile(rb"(?<=\d)L(?=\s*[,}\]])")
 
 
@@ -133,11 +134,14 @@ class GwsHost:
 
     def pause(self, seconds: float) -> None:
         """Hold every request to this host for ``seconds`` (a 429 or 503 said so)."""
-        until = self.clock() + seconds
+        now = self.clock()
+        until = now + seconds
         if until > self._paused_until:
+            # One warning per throttled spell; the pauses inside it are counted, not logged.
+            if self._paused_until < now - THROTTLE_SPELL_S:
+                log.warning("gws_throttled", pause_s=round(seconds, 3), host=self.config.base_url)
             self._paused_until = until
             self.pauses += 1
-            log.warning("gws_throttled", pause_s=round(seconds, 3))
 
     async def wait_turn(self) -> None:
         """Return once this host may be asked again (no pause, and under the rate ceiling)."""

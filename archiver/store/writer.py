@@ -104,8 +104,15 @@ def utc_now() -> str:
 class ArchiveWriter:
     """Owns the write connection; every method is safe to await from the event loop."""
 
-    def __init__(self, path: Path, on_commit: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        on_commit: Callable[[int], None] | None = None,
+        *,
+        busy_timeout_s: float = 10.0,
+    ) -> None:
         self.path = path
+        self.busy_timeout_s = busy_timeout_s
         self.on_commit = on_commit
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
@@ -173,13 +180,13 @@ class ArchiveWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = OFF")
             migrate(conn)
             row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the archive {self.path}: {exc}") from exc
         self._last_seq = int(row[0]) if row else 0
         self._conn = conn
