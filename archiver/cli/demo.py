@@ -10,7 +10,7 @@ from typing import TextIO
 
 from archiver.config import Account, ArchiveConfig, Config, GwsConfig, PollConfig, Secret
 from archiver.daemon import Daemon
-from archiver.events import Event, MessageEvent, SessionEvent
+from archiver.events import Event, MessageEvent, SessionEnded, SessionEvent, SessionUpdated
 from archiver.simulator import Scenario, Simulator, SimulatorOptions
 
 DEMO_PASSWORD = "password"
@@ -67,8 +67,10 @@ class LiveView:
         elif isinstance(event, SessionEvent):
             who, style, account = "", _BOLD, event.account
             words = f"state {event.state}"
-            if event.type == "SessionEnded":
-                words += f" ({getattr(event, 'reason', '')})"
+            if isinstance(event, SessionUpdated):
+                words = f"{', '.join(event.changed)} changed; {words}"
+            elif isinstance(event, SessionEnded):
+                words += f" ({event.reason})"
         else:
             who, style, account, words = "", "", "", ""
         line = f"{clock:<12} {event.session_id:<16} {account:<8} {who[:22]:<22} {event.type:<19} "
