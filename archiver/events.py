@@ -16,6 +16,7 @@ import orjson
 E = TypeVar("E", bound="Event")
 
 EVENT_TYPES: dict[str, type[Event]] = {}
+_DATA_FIELDS: dict[type, tuple[str, ...]] = {}  # per event class, its non-base field names
 
 
 def _register(cls: type[E]) -> type[E]:
@@ -54,11 +55,12 @@ class Event:
 
     def data(self) -> dict[str, Any]:
         """The type-specific fields, as stored in ``payload_json``."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name not in self.BASE_FIELDS
-        }
+        names = _DATA_FIELDS.get(type(self))
+        if names is None:
+            fields = dataclasses.fields(self)
+            names = tuple(f.name for f in fields if f.name not in self.BASE_FIELDS)
+            _DATA_FIELDS[type(self)] = names
+        return {name: getattr(self, name) for name in names}
 
     def to_json(self) -> dict[str, Any]:
         """The public JSON form of this event."""
