@@ -82,3 +82,25 @@ async def test_session_ending_mid_run_is_drained_then_ended(tmp_path: Path) -> N
     (ended,) = query(archive, "SELECT seq FROM events WHERE type = 'SessionEnded'")
     assert ended[0] > last[0]
 
+
+async def test_doc_quirks_and_csrf_archive_exactly(tmp_path: Path) -> None:
+    """Glued timestamps, ``L`` suffixes, ``TypingStopping``, ``smsession``, CSRF: all archived."""
+    archive = tmp_path / "archive.sqlite3"
+    scenario = Scenario(sessions=8, concurrent_per_agent=2, messages=(20, 30), interval_s=0.003)
+    options = SimulatorOptions(agents=2, seed=5, scenario=scenario, quirks=True, csrf=True)
+    async with Simulator(options) as sim:
+        daemon = Daemon(daemon_config(sim.base_url, archive, agents=2))
+        task = asyncio.create_task(daemon.run())
+        try:
+            await sim.scenario_finished()
+            await wait_for(lambda: ended_sessions(archive) == scenario.sessions)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        truth = sim.truth()
+    assert compare(archive, truth).exact
+    assert daemon.stats.malformed == 0
+    quirky = "SELECT count(*) FROM messages WHERE raw_json LIKE '%TypingStopping%'"
+    assert query(archive, quirky)[0][0] > 0
+    sent = query(archive, "SELECT session_id, message_index, sent_at FROM messages")
+    assert sorted(sent) == sorted((r["session_id"], r["index"], r["created_at"]) for r in truth)
