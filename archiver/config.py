@@ -86,6 +86,8 @@ class ArchiveConfig:
 
     path: Path = Path("archive.sqlite3")
     busy_timeout_s: float = 10.0
+    retain_days: float | None = None  # None keeps everything
+    retention_interval_s: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +141,30 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HookConfig:
-    """What every subscriber has: a unique name, filters, a timeout and its retry policy."""
+    """What every subscriber has: a unique name, filters, a timeout and its retry policy.
+
+    Fields are named like the TOML keys, so the effective configuration reads back as TOML.
+    """
 
     name: str
+    types: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()
+    sessions: tuple[str, ...] = ()
     timeout_s: float = 30.0
     max_in_flight: int = 4  # sessions delivered in parallel (one event in flight per session)
-    filters: HookFilters = field(default_factory=HookFilters)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_attempts: int = 8
+    retry_delays_s: tuple[float, ...] = DEFAULT_RETRY_DELAYS_S
+    retry_jitter: float = 0.2
+
+    @property
+    def filters(self) -> HookFilters:
+        """The events this subscriber gets."""
+        return HookFilters(types=self.types, accounts=self.accounts, sessions=self.sessions)
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How its failed deliveries are retried."""
+        return RetryPolicy(self.max_attempts, self.retry_delays_s, self.retry_jitter)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,11 +198,6 @@ class HooksConfig:
     commands: tuple[CommandHook, ...] = ()
     python: tuple[PythonHook, ...] = ()
     plugins: bool = True
-
-    @property
-    def subscribers(self) -> tuple[HookConfig, ...]:
-        """Every configured subscriber, webhooks first."""
-        return (*self.webhooks, *self.commands, *self.python)
 
 
 def webhook_key(secret: str) -> bytes:
@@ -396,11 +410,16 @@ def _parse_archive(reader: _Reader, base_dir: Path) -> ArchiveConfig:
     if not raw:
         raise reader.fail("path", "must not be empty")
     path = Path(raw).expanduser()
-    busy_timeout_s = reader.positive("busy_timeout_s", float, 10.0)
-    reader.finish()
-    return ArchiveConfig(
-        path=path if path.is_absolute() else base_dir / path, busy_timeout_s=busy_timeout_s
+    config = ArchiveConfig(
+        path=path if path.is_absolute() else base_dir / path,
+        busy_timeout_s=reader.positive("busy_timeout_s", float, 10.0),
+        retain_days=(
+            reader.positive("retain_days", float, 1.0) if "retain_days" in reader.table else None
+        ),
+        retention_interval_s=reader.positive("retention_interval_s", float, 3600.0),
     )
+    reader.finish()
+    return config
 
 
 def _parse_log(reader: _Reader) -> LogConfig:
@@ -532,16 +551,12 @@ def _hook_common(reader: _Reader, default_name: str, timeout_s: float) -> dict[s
         "name": name,
         "timeout_s": reader.positive("timeout_s", float, timeout_s),
         "max_in_flight": reader.positive("max_in_flight", int, 4),
-        "filters": HookFilters(
-            types=types,
-            accounts=_strings(reader, "accounts"),
-            sessions=_strings(reader, "sessions"),
-        ),
-        "retry": RetryPolicy(
-            max_attempts=reader.positive("max_attempts", int, 8),
-            delays_s=tuple(float(d) for d in delays),
-            jitter=jitter,
-        ),
+        "types": types,
+        "accounts": _strings(reader, "accounts"),
+        "sessions": _strings(reader, "sessions"),
+        "max_attempts": reader.positive("max_attempts", int, 8),
+        "retry_delays_s": tuple(float(d) for d in delays),
+        "retry_jitter": jitter,
     }
 
 

@@ -7,6 +7,7 @@ daemon stops by cancellation (the entry point turns SIGTERM/SIGINT into it).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
@@ -16,10 +17,16 @@ import structlog
 
 from archiver import __version__
 from archiver.config import Config
+from archiver.config_dump import config_digest
+from archiver.errors import ArchiverError
 from archiver.feed import EventFeed, EventHandler
 from archiver.gws.client import GwsClient, GwsHost
-from archiver.poller import AccountPoller, PollStats
+from archiver.hooks.dispatcher import HookDispatcher
+from archiver.poller import AccountPoller, FailureState, PollStats
+from archiver.server import StatusServer
 from archiver.store.reader import ArchiveReader
+from archiver.store.retention import purge_expired
+from archiver.store.runs import RunRecorder
 from archiver.store.writer import ArchiveWriter
 
 log = structlog.get_logger()
@@ -44,6 +51,7 @@ class Daemon:
         self.writer: ArchiveWriter | None = None
         self.host: GwsHost | None = None
         self.accounts: list[AccountPoller] = []
+        self.server: StatusServer | None = None
         self._subscriptions: list[Subscription] = []
         self._rng = random.Random(seed)
         self._started = asyncio.Event()
@@ -70,11 +78,31 @@ class Daemon:
             feed = EventFeed(reader, writer.last_seq)
             writer.on_commit = feed.committed
             self.feed = feed
+            hooks = await stack.enter_async_context(
+                HookDispatcher(
+                    config.archive.path,
+                    feed,
+                    config.hooks,
+                    source=config.source,
+                    busy_timeout_s=config.archive.busy_timeout_s,
+                )
+            )
             host = self.host = GwsHost(config.gws)
             stack.push_async_callback(host.close)
             clients = []
             for account in config.gws.accounts:
                 clients.append(await stack.enter_async_context(GwsClient(host, account)))
+            await stack.enter_async_context(
+                RunRecorder(
+                    config.archive.path,
+                    version=__version__,
+                    config_hash=config_digest(config),
+                    totals=self.stats,
+                    last_seq=lambda: writer.last_seq,
+                )
+            )
+            if config.server.listen is not None:
+                self.server = await stack.enter_async_context(StatusServer(self, config.server))
             log.info(
                 "daemon_started",
                 version=__version__,
@@ -100,9 +128,28 @@ class Daemon:
                     ]
                     for poller in self.accounts:
                         tasks.create_task(poller.run(), name=f"account-{poller.account}")
+                    tasks.create_task(hooks.run(), name="hooks")
+                    if config.archive.retain_days is not None:
+                        retention = self._retain(config.archive.retain_days)
+                        tasks.create_task(retention, name="retention")
                     self._started.set()
             finally:
                 log.info("daemon_stopped", **_stats_fields(self.stats))
+
+    async def _retain(self, retain_days: float) -> None:
+        """Purge expired sessions now and every ``retention_interval_s``; failures are retried."""
+        archive = self.config.archive
+        health = FailureState("retention")
+        while True:
+            try:
+                result = await purge_expired(archive.path, retain_days)
+            except ArchiverError as exc:
+                health.failed(exc)
+            else:
+                health.succeeded()
+                if result.sessions:
+                    log.info("retention_purged", **dataclasses.asdict(result))
+            await asyncio.sleep(archive.retention_interval_s)
 
 
 def _stats_fields(stats: PollStats) -> dict[str, object]:

@@ -103,9 +103,7 @@ async def test_client_errors_are_not_retried(gws: Any, client: GwsClient, status
     assert not caught.value.retryable
 
 
-async def test_not_found_maps_from_http_404_and_status_code_6(
-    gws: Any, client: GwsClient
-) -> None:
+async def test_not_found_maps_from_http_404_and_status_code_6(gws: Any, client: GwsClient) -> None:
     """HTTP 404, or statusCode 6 in a 200, is NotFoundError and is not retried."""
     url = f"{BASE}/api/v2/me/smssessions/S9"
     gws.get(url, status=404, payload={"statusCode": 6, "statusMessage": "not found"})

@@ -112,6 +112,19 @@ async def test_status_reports_a_running_scenario(http: aiohttp.ClientSession) ->
             assert (await response.json())["scenario_finished"] is True
 
 
+async def test_scenario_stop_freezes_and_reports_the_final_count(
+    http: aiohttp.ClientSession,
+) -> None:
+    """POST /_sim/scenario/stop stops the driver and answers the status with the final count."""
+    scenario = Scenario(sessions=None, messages=(50, 50), interval_s=0.002)
+    async with Simulator(SimulatorOptions(agents=1, scenario=scenario)) as sim:
+        await asyncio.sleep(0.05)
+        async with http.post(f"{sim.base_url}/_sim/scenario/stop") as response:
+            status = await response.json()
+        await asyncio.sleep(0.05)
+        assert status["messages"] == sim.world.message_count() > 0
+
+
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
@@ -139,6 +152,7 @@ def test_cli_defaults_and_options() -> None:
             "--csrf",
             "--quirks",
             "--truth=t.jsonl",
+            "--backlog=100:20",
         )
     )
     assert options.scenario == Scenario(
@@ -147,6 +161,7 @@ def test_cli_defaults_and_options() -> None:
         messages=(3, 9),
         interval_s=0.01,
         linger_s=10.0,
+        backlog=(100, 20),
     )
     assert options.faults == FaultRates(http_503=0.1, reset=0.02)
     assert (options.csrf, options.quirks, options.truth_path) == (True, True, Path("t.jsonl"))
@@ -154,7 +169,15 @@ def test_cli_defaults_and_options() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--messages=9-3"], ["--faults=bogus=1"], ["--agents-only=2"], ["--port=x"]]
+    "argv",
+    [
+        ["--messages=9-3"],
+        ["--faults=bogus=1"],
+        ["--agents-only=2"],
+        ["--port=x"],
+        ["--backlog=10"],
+        ["--backlog=10:-1"],
+    ],
 )
 def test_cli_rejects_bad_options(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     """Bad values stop with exit status 2 and a usage message."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -12,6 +13,7 @@ import orjson
 import pytest
 
 from archiver.simulator import Simulator, SimulatorOptions
+from archiver.simulator.wire import format_timestamp, iso_utc, local_time
 
 
 def basic(username: str, password: str) -> str:
@@ -358,3 +360,14 @@ async def test_stats_count_requests_by_route_and_status(
         "GET /api/v2/me/{collection}/{session_id}": {"404": 1},
     }
     assert stats["faults"] == {}
+
+
+@pytest.mark.parametrize("offset", [None, 120, -330])
+def test_timestamps_match_a_direct_rendering(offset: int | None) -> None:
+    """The per-second cache renders every millisecond of a second as datetime would."""
+    for epoch_ms in (1_700_000_000_000, 1_700_000_000_999, 1_700_000_001_005, 1_710_054_000_123):
+        moment = local_time(epoch_ms, offset)
+        expected = f"{moment:%Y-%m-%d %H:%M:%S}.{epoch_ms % 1000:03d}{moment:%z}"
+        assert format_timestamp(epoch_ms, offset) == expected
+        iso = datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        assert iso_utc(epoch_ms) == f"{iso}.{epoch_ms % 1000:03d}Z"

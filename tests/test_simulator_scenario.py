@@ -180,9 +180,60 @@ def test_ten_thousand_concurrent_sessions_are_cheap() -> None:
     assert time.process_time() - started < 5
 
 
+async def test_backlog_is_all_there_before_the_first_request() -> None:
+    """Backlog sessions exist with all their messages when serving starts, and stay open."""
+    scenario = Scenario(sessions=0, backlog=(7, 30))
+    headers = {"Authorization": "Basic " + base64.b64encode(b"agent2:password").decode()}
+    async with Simulator(SimulatorOptions(agents=3, seed=5, scenario=scenario)) as sim:
+        assert sim.world.message_count() == 7 * 30
+        async with aiohttp.ClientSession() as http:
+            url = f"{sim.base_url}/api/v2/me/smssessions?fields=*"
+            async with http.get(url, headers=headers) as response:
+                listed = (await response.json())["smssessions"]
+            url = f"{sim.base_url}/api/v2/me/smssessions/{listed[0]['id']}/messages"
+            async with http.get(url, headers=headers) as response:
+                messages = (await response.json())["messages"]
+        await asyncio.sleep(0.05)
+        truth = sim.truth()
+        states = {session.state for session in sim.world.sessions.values()}
+    assert len(truth) == 7 * 30
+    assert len(listed) == 2
+    assert [m["index"] for m in messages] == list(range(1, 31))
+    assert [m["type"] for m in messages[:2]] == ["ParticipantJoined", "ParticipantJoined"]
+    assert states == {"Chatting"}
+    assert Counter(r["account"] for r in truth if r["index"] == 1) == {
+        "agent1": 3,
+        "agent2": 2,
+        "agent3": 2,
+    }
+
+
+async def test_backlog_is_seeded() -> None:
+    """The same seed gives the same backlog; backlog ids never collide with scenario ids."""
+    scenario = Scenario(sessions=5, messages=(2, 2), interval_s=0.001, backlog=(5, 12))
+    first = await play(seed=3, scenario=scenario)
+    second = await play(seed=3, scenario=scenario)
+    assert content(first) == content(second)
+    assert len(by_session(first)) == 10
+
+
+async def test_stopped_scenario_freezes_the_world() -> None:
+    """After stop_scenario() nothing is created, ended or removed; reads still work."""
+    scenario = Scenario(sessions=None, messages=(50, 50), interval_s=0.002, linger_s=0.01)
+    async with Simulator(SimulatorOptions(agents=2, seed=6, scenario=scenario)) as sim:
+        await asyncio.sleep(0.1)
+        await sim.stop_scenario()
+        created, sessions = sim.world.message_count(), set(sim.world.sessions)
+        await asyncio.sleep(0.1)
+        assert (sim.world.message_count(), set(sim.world.sessions)) == (created, sessions)
+        await sim.stop_scenario()
+    assert created > 10
+
+
 @pytest.mark.parametrize(
     "changes",
     [
+        {"backlog": (-1, 5)},
         {"sessions": -1},
         {"concurrent_per_agent": 0},
         {"messages": (5, 2)},

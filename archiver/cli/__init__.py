@@ -13,7 +13,10 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from archiver import __version__
+from archiver.cli.bench import add_bench_commands
+from archiver.cli.hooks import add_hooks_commands
 from archiver.cli.read import add_read_commands
+from archiver.cli.service import add_service_commands
 from archiver.config import load_config
 from archiver.daemon import Daemon
 from archiver.errors import ArchiverError, ConfigError
@@ -61,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(handler=simulator_cli.run)
 
     add_read_commands(commands)
+    add_hooks_commands(commands)
+    add_service_commands(commands)
+    add_bench_commands(commands)
     return parser
 
 

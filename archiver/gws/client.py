@@ -273,7 +273,7 @@ class GwsClient:
         async with self._auth_lock:
             if self._auth_generation != failed_generation:
                 return
-            log.info("gws_reauthenticating", account=self.account.username)
+            log.debug("gws_reauthenticating", account=self.account.username)
             self._csrf = None
             if self._http is not None:
                 self._http.cookie_jar.clear()

@@ -4,6 +4,7 @@ Routes:
     GET    /_sim/truth                       truth records as JSON lines
     GET    /_sim/stats                       `Simulator.stats()`
     GET    /_sim/status                      {"scenario_finished", "sessions", "messages"}
+    POST   /_sim/scenario/stop               freeze the world (serving goes on) -> status
     POST   /_sim/sessions                    {"account", "state"?} -> {"session_id"}
     POST   /_sim/sessions/{id}/messages      {"type", "text"?, "url"?, "noticeText"?,
                                               "visibility"?, "sender"?} -> {"index"}
@@ -37,6 +38,7 @@ def add_admin_routes(app: web.Application, simulator: Simulator) -> None:
     router.add_get("/_sim/truth", get_truth)
     router.add_get("/_sim/stats", get_stats)
     router.add_get("/_sim/status", get_status)
+    router.add_post("/_sim/scenario/stop", stop_scenario)
     router.add_post("/_sim/sessions", create_session)
     router.add_post("/_sim/sessions/{session_id}/messages", append_message)
     router.add_post("/_sim/sessions/{session_id}/end", end_session)
@@ -79,13 +81,22 @@ async def get_stats(request: web.Request) -> web.Response:
 
 async def get_status(request: web.Request) -> web.Response:
     """Whether the scenario finished, and how many sessions and messages exist."""
+    return json_response(orjson.dumps(_status(request.app[SIMULATOR_KEY])))
+
+
+async def stop_scenario(request: web.Request) -> web.Response:
+    """Stop the scenario driver for good; the status then holds the final message count."""
     simulator = request.app[SIMULATOR_KEY]
-    status = {
+    await simulator.stop_scenario()
+    return json_response(orjson.dumps(_status(simulator)))
+
+
+def _status(simulator: Simulator) -> dict[str, Any]:
+    return {
         "scenario_finished": simulator.is_scenario_finished(),
         "sessions": len(simulator.world.sessions),
         "messages": simulator.world.message_count(),
     }
-    return json_response(orjson.dumps(status))
 
 
 async def create_session(request: web.Request) -> web.Response:

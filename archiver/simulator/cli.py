@@ -17,6 +17,8 @@ Options:
     --agents-only SHARE      share of agents-only turns (0.05)
     --transcript-share SHARE share of sessions ending with TranscriptSaveDone (0.9)
     --linger SECONDS         how long Completed sessions stay listed (10)
+    --backlog SESSIONS:MESSAGES  sessions there from the start with all their messages, held
+                             open and silent (e.g. 1000:200 for an ingest benchmark)
     --faults SPEC            fault rates as `name=value,...` using `FaultRates` field names,
                              e.g. `http_503=0.05,reset=0.01,latency=0.1,latency_s=0.5`
 """
@@ -43,6 +45,17 @@ def _message_range(text: str) -> tuple[int, int]:
     if not 0 <= bounds[0] <= bounds[1]:
         raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX, got {text!r}")
     return bounds
+
+
+def _backlog(text: str) -> tuple[int, int]:
+    sessions, sep, messages = text.partition(":")
+    try:
+        backlog = (int(sessions), int(messages))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected SESSIONS:MESSAGES, got {text!r}") from exc
+    if not sep or min(backlog) < 0:
+        raise argparse.ArgumentTypeError(f"expected SESSIONS:MESSAGES >= 0, got {text!r}")
+    return backlog
 
 
 def _fault_spec(text: str) -> FaultRates:
@@ -82,6 +95,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--transcript-share", type=_share, default=0.9, help="share ending in TranscriptSaveDone"
     )
     scenario.add_argument("--linger", type=float, default=10.0, help="seconds Completed stays")
+    scenario.add_argument(
+        "--backlog",
+        type=_backlog,
+        default=(0, 0),
+        metavar="SESSIONS:MESSAGES",
+        help="sessions present from the start with all their messages (0:0)",
+    )
     parser.add_argument(
         "--faults",
         type=_fault_spec,
@@ -102,6 +122,7 @@ def options_from(args: argparse.Namespace) -> SimulatorOptions:
             agents_only_share=args.agents_only,
             transcript_share=args.transcript_share,
             linger_s=args.linger,
+            backlog=args.backlog,
         )
     if args.agents < 1:
         raise ValueError("--agents must be at least 1")

@@ -9,7 +9,9 @@ reproduces the same sessions, message types, texts and order whatever the timing
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
+import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,6 +56,9 @@ class Scenario:
             the first one brings a consultant agent in, who leaves before the end.
         transcript_share: probability that a session ends with `TranscriptSaveDone`.
         linger_s: how long a Completed session stays in the list before it disappears.
+        backlog: (sessions, messages): sessions that exist from the start with that many
+            messages each already in their logs (a conversation cut short), held open and
+            silent for the whole run; (0, 0) for none. For ingest benchmarks.
     """
 
     sessions: int | None = 20
@@ -64,6 +69,7 @@ class Scenario:
     agents_only_share: float = 0.05
     transcript_share: float = 0.9
     linger_s: float = 5.0
+    backlog: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         if self.sessions is not None and self.sessions < 0:
@@ -81,6 +87,8 @@ class Scenario:
         for share in (self.agents_only_share, self.transcript_share):
             if not 0.0 <= share <= 1.0:
                 raise ValueError("shares must be within 0..1")
+        if min(self.backlog) < 0:
+            raise ValueError("backlog sessions and messages must be >= 0")
 
 
 @dataclass(slots=True)
@@ -135,6 +143,20 @@ class ScenarioDriver:
             for _ in range(self._scenario.concurrent_per_agent):
                 self._schedule_start(slot, now + stagger.random() * self._scenario.interval_s)
 
+    def open_backlog(self) -> None:
+        """Create the backlog sessions with all their messages at once (before serving)."""
+        sessions, messages = self._scenario.backlog
+        if not self._accounts:
+            return
+        script = dataclasses.replace(self._scenario, messages=(messages, messages))
+        for number in range(sessions):
+            account = self._accounts[number % len(self._accounts)]
+            rng = random.Random(f"backlog/{self._seed}/{number}")
+            session_id, customer, agent = self._open(account, rng, number, marker="c")
+            for _, message in itertools.islice(_script(rng, script, customer, agent), messages):
+                self._world.append_message(session_id, **message)
+        self._world.flush()
+
     def run_once(self, now: float) -> None:
         """Carry out everything due by `now`."""
         while self._heap and self._heap[0][0] <= now:
@@ -164,14 +186,21 @@ class ScenarioDriver:
     def _start(self, slot: int, number: int, now: float) -> None:
         account = self._accounts[slot]
         rng = random.Random(f"scenario/{self._seed}/{number}")
-        session_id = make_session_id(rng, number)
+        session_id, customer, agent = self._open(account, rng, number)
+        transcript = rng.random() < self._scenario.transcript_share
+        steps = _script(rng, self._scenario, customer, agent)
+        self._advance(_Play(account, session_id, steps, transcript), now)
+
+    def _open(
+        self, account: str, rng: random.Random, number: int, marker: str = "a"
+    ) -> tuple[str, Participant, Participant]:
+        """Create session `number` for `account`: its id, customer and agent."""
+        session_id = make_session_id(rng, number, marker)
         customer = Participant("Customer", rng.choice(phrases.CUSTOMERS), make_participant_id(rng))
         nickname = self._world.accounts[account].first_name
         agent = Participant("Agent", nickname, make_participant_id(rng))
         self._world.create_session(account, session_id=session_id, customer=customer, agent=agent)
-        transcript = rng.random() < self._scenario.transcript_share
-        steps = _script(rng, self._scenario, customer, agent)
-        self._advance(_Play(account, session_id, steps, transcript), now)
+        return session_id, customer, agent
 
     def _advance(self, play: _Play, now: float) -> None:
         session = self._world.sessions.get(play.session_id)

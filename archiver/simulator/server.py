@@ -104,11 +104,21 @@ class Simulator:
         host, port = sock.getsockname()[:2]
         self.base_url = f"http://{host}:{port}"
         self.world.base_url = self.base_url
+        if self._driver is not None:
+            # The backlog is all there before the first request can arrive.
+            self._driver.open_backlog()
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
         if self._driver is not None:
             self._driver_task = asyncio.create_task(self._driver.run(), name="simulator-scenario")
+
+    async def stop_scenario(self) -> None:
+        """Freeze the world: no more messages, starts, ends or removals; serving goes on."""
+        if self._driver_task is not None:
+            self._driver_task.cancel()
+            await asyncio.wait([self._driver_task])
+            self.world.flush()
 
     async def close(self) -> None:
         """Stop the scenario and the server, then complete the truth file; safe twice."""
@@ -116,9 +126,7 @@ class Simulator:
             return
         self._state = "closed"
         self.faults.closing.set()
-        if self._driver_task is not None:
-            self._driver_task.cancel()
-            await asyncio.wait([self._driver_task])
+        await self.stop_scenario()
         if self._runner is not None:
             await self._runner.cleanup()
         self.world.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -70,8 +71,14 @@ class Message:
 
 def iso_utc(epoch_ms: int) -> str:
     """UTC ISO-8601 with milliseconds and `Z`, e.g. `2026-01-02T03:04:05.678Z`."""
-    instant = datetime.fromtimestamp(epoch_ms / 1000, UTC)
-    return instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    return f"{_iso_second(epoch_ms // 1000)}.{epoch_ms % 1000:03d}Z"
+
+
+# Formatting a date costs more than everything else in a message; every message of one second
+# shares the same text up to the milliseconds, so that part is formatted once per second.
+@lru_cache(maxsize=256)
+def _iso_second(epoch_s: int) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def local_time(epoch_ms: int, utc_offset_minutes: int | None) -> datetime:
@@ -88,17 +95,23 @@ def format_timestamp(epoch_ms: int, utc_offset_minutes: int | None, shape: int =
     Shapes 1-3 are the documented mangled forms used in quirks mode: date and time glued,
     glued with spaces after the colons, and ISO with a `T`.
     """
-    moment = local_time(epoch_ms, utc_offset_minutes)
+    seconds, offset = _local_second(epoch_ms // 1000, utc_offset_minutes, shape)
+    return f"{seconds}.{epoch_ms % 1000:03d}{offset}"
+
+
+@lru_cache(maxsize=1024)
+def _local_second(epoch_s: int, utc_offset_minutes: int | None, shape: int) -> tuple[str, str]:
+    """`format_timestamp` up to the seconds, and the offset, for one second."""
+    moment = local_time(epoch_s * 1000, utc_offset_minutes)
     date = moment.strftime("%Y-%m-%d")
-    millis = f"{epoch_ms % 1000:03d}"
     offset = moment.strftime("%z")
     if shape == 1:
-        return f"{date}{moment:%H:%M:%S}.{millis}{offset}"
+        return f"{date}{moment:%H:%M:%S}", offset
     if shape == 2:
-        return f"{date}{moment:%H: %M: %S}.{millis}{offset}"
+        return f"{date}{moment:%H: %M: %S}", offset
     if shape == 3:
-        return f"{date}T{moment:%H:%M:%S}.{millis}{offset}"
-    return f"{date} {moment:%H:%M:%S}.{millis}{offset}"
+        return f"{date}T{moment:%H:%M:%S}", offset
+    return f"{date} {moment:%H:%M:%S}", offset
 
 
 def render_message(

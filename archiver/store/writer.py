@@ -362,6 +362,9 @@ class ArchiveWriter:
                     "message_conflict", session_id=state.session_id, message_index=message.index
                 )
         if fresh:
+            (last_rowid,) = self._db.execute(
+                "SELECT coalesce(max(rowid), 0) FROM messages"
+            ).fetchone()
             self._db.executemany(
                 "INSERT INTO messages (session_id, message_index, type, text, url, from_type,"
                 " from_nickname, from_participant_id, visibility, sent_at, raw_json, archived_at)"
@@ -383,6 +386,11 @@ class ArchiveWriter:
                     )
                     for m in fresh
                 ],
+            )
+            self._db.execute(
+                "INSERT INTO messages_fts (rowid, text)"
+                " SELECT rowid, text FROM messages WHERE rowid > ?",
+                (last_rowid,),
             )
             for message in fresh:
                 self._add_message_event(txn, state, message)

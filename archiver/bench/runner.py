@@ -1,0 +1,40 @@
+"""Runs the chosen scenarios in order and gathers their results into one report."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from archiver.bench.ingest import run_ingest
+from archiver.bench.live import run_live
+from archiver.bench.profile import Profiler
+from archiver.bench.report import Report, ScenarioResult, machine_info
+from archiver.bench.settings import BenchContext, BenchSettings, Progress
+from archiver.bench.storage import run_storage
+
+Scenario = Callable[[BenchSettings, BenchContext], ScenarioResult]
+RUNNERS: dict[str, Scenario] = {"ingest": run_ingest, "live": run_live, "storage": run_storage}
+
+
+def run_bench(
+    settings: BenchSettings,
+    workdir: Path,
+    progress: Progress,
+    *,
+    command: str,
+    profile_dir: Path | None = None,
+) -> Report:
+    """Run every scenario of `settings`, keeping their files in `workdir`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    profiler = Profiler(profile_dir) if profile_dir is not None else None
+    context = BenchContext(workdir=workdir, progress=progress, profiler=profiler)
+    report = Report(command=command, machine=machine_info(profiled=profiler is not None))
+    for name in settings.scenarios:
+        report.scenarios.append(RUNNERS[name](settings, context))
+    report.machine["load_after"] = list(os.getloadavg())
+    if profiler is not None:
+        for profile in profiler.summaries():
+            report.profiles[profile.name] = profile.to_json()
+            progress(profile.text())
+    return report

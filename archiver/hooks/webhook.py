@@ -1,0 +1,111 @@
+"""Webhooks per the Standard Webhooks specification: signed POSTs of the event JSON.
+
+Each attempt carries ``webhook-id`` (the event id, the same on every attempt, so receivers can
+drop duplicates), its own ``webhook-timestamp`` and ``webhook-signature``: ``v1,`` and the
+base64 HMAC-SHA256 of ``id.timestamp.body``, once per configured secret, space-separated, so a
+receiver rotating its secret accepts either. Any 2xx is success; 410 disables the endpoint;
+anything else (3xx included: redirects are not followed) is a failure, retried.
+
+Signing is ``hmac`` from the standard library rather than the ``standardwebhooks`` package: it
+is six lines, the package signs one secret at a time from a ``str`` body, and keeping the
+official package as the tests' verifier means our signatures are checked by code we did not
+write. This is the one place besides the GWS client that speaks HTTP (to receivers, not GWS).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+
+from archiver import __version__
+from archiver.config import WebhookHook, webhook_key
+from archiver.errors import ArchiverError
+from archiver.events import Event
+from archiver.hooks.sink import DELIVERED, Outcome, Sink, failed
+
+
+def sign(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header: one ``v1,<base64>`` per key, space-separated."""
+    content = f"{msg_id}.{timestamp}.".encode() + body
+    return " ".join(
+        "v1," + base64.b64encode(hmac.digest(key, content, hashlib.sha256)).decode() for key in keys
+    )
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), if usable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+class WebhookSink(Sink):
+    """POSTs events to one endpoint."""
+
+    def __init__(self, hook: WebhookHook, *, clock: Callable[[], float] = time.time) -> None:
+        self.url = hook.url
+        self.timeout_s = hook.timeout_s
+        self._keys = [webhook_key(secret.reveal()) for secret in hook.secrets]
+        self._clock = clock
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        """Start the connection pool (kept alive between events)."""
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            headers={"User-Agent": f"gws-archiver/{__version__}"},
+        )
+
+    async def close(self) -> None:
+        """Close the connection pool; safe to call twice."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def headers(self, event: Event, body: bytes) -> dict[str, str]:
+        """The headers of one attempt, signed now."""
+        timestamp = int(self._clock())
+        return {
+            "Content-Type": "application/json",
+            "webhook-id": event.event_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(self._keys, event.event_id, timestamp, body),
+        }
+
+    async def deliver(self, event: Event) -> Outcome:
+        """POST ``event`` once; map the answer onto an outcome."""
+        if self._session is None:
+            raise ArchiverError("the webhook sink is not open")
+        body = event.to_bytes()
+        try:
+            async with self._session.post(
+                self.url, data=body, headers=self.headers(event, body), allow_redirects=False
+            ) as response:
+                await response.read()  # let the connection be reused
+                status = response.status
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+        except TimeoutError:
+            return failed(f"no answer within {self.timeout_s:g} s")
+        except aiohttp.ClientError as exc:
+            return failed(f"{type(exc).__name__}: {exc}")
+        if 200 <= status < 300:
+            return DELIVERED
+        if status == 410:
+            return failed("HTTP 410 Gone: the endpoint asked to be disabled", gone=True)
+        return failed(f"HTTP {status}", retry_after_s=retry_after)

@@ -1,0 +1,8 @@
+"""The optional local HTTP server: health, readiness, Prometheus metrics and the SSE stream.
+
+With ``archiver.simulator`` it is the only code that imports ``aiohttp.web``.
+"""
+
+from archiver.server.app import StatusServer
+
+__all__ = ["StatusServer"]

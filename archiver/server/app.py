@@ -1,0 +1,144 @@
+"""The optional local HTTP server: ``/healthz``, ``/readyz``, ``/metrics`` and ``/events``.
+
+It only reads: the daemon's in-memory state and the archive. It binds where ``server.listen``
+says (loopback unless configured otherwise; the config refuses a wider bind without a token)
+and, when a token is configured, every route wants ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import structlog
+from aiohttp import web
+
+from archiver import __version__
+from archiver.config import ServerConfig
+from archiver.errors import ArchiverError
+from archiver.server.health import check_readiness
+from archiver.server.metrics import render_metrics
+from archiver.server.stream import stream_events
+
+if TYPE_CHECKING:
+    from archiver.daemon import Daemon
+
+log = structlog.get_logger()
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class StatusServer:
+    """Serves one daemon's health, metrics and event stream; an async context manager."""
+
+    def __init__(self, daemon: Daemon, config: ServerConfig) -> None:
+        self.daemon = daemon
+        self.config = config
+        self.started_at = time.time()
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._streams: set[asyncio.Task[object]] = set()
+        self._closed = False
+
+    async def __aenter__(self) -> StatusServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Bind and serve; ``url`` then holds the real address (port 0 picks a free one)."""
+        if self._closed or self._runner is not None:
+            raise ArchiverError("the status server can start only once")
+        host, port = self.config.address
+        app = web.Application(middlewares=[self._authorize])
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/events", self._events)
+        app.on_shutdown.append(self._end_streams)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.close()
+            raise ArchiverError(
+                f"server.listen: cannot bind {host}:{port}: {exc.strerror}"
+            ) from exc
+        bound_host, bound_port = self._runner.addresses[0][:2]
+        self.url = f"http://{_url_host(bound_host)}:{bound_port}"
+        log.info("server_listening", url=self.url, token=self.config.token is not None)
+
+    async def close(self) -> None:
+        """End every stream and stop serving; safe to call twice."""
+        self._closed = True
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    @web.middleware
+    async def _authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        token = self.config.token
+        if token is not None:
+            scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+            valid = scheme.lower() == "bearer" and hmac.compare_digest(
+                offered.strip().encode(), token.reveal().encode()
+            )
+            if not valid:
+                raise web.HTTPUnauthorized(
+                    text="a bearer token is required\n", headers={"WWW-Authenticate": "Bearer"}
+                )
+        return await handler(request)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        """Liveness: the process answers."""
+        uptime_s = round(time.time() - self.started_at, 3)
+        return web.json_response({"status": "ok", "version": __version__, "uptime_s": uptime_s})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        """Readiness, with reasons; 503 while not ready."""
+        readiness = await check_readiness(self.daemon)
+        return web.json_response(readiness.to_json(), status=200 if readiness.ready else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """Prometheus exposition of the daemon's state now."""
+        body, content_type = await render_metrics(
+            self.daemon, sse_clients=len(self._streams), accept=request.headers.get("Accept")
+        )
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        """The live event stream (SSE), resumable with Last-Event-ID."""
+        feed = self.daemon.feed
+        if feed is None:
+            raise web.HTTPServiceUnavailable(text="the archive is not open yet\n")
+        task = asyncio.current_task()
+        assert task is not None
+        self._streams.add(task)
+        try:
+            return await stream_events(request, feed, self.config.keepalive_s)
+        finally:
+            self._streams.discard(task)
+
+    async def _end_streams(self, app: web.Application) -> None:
+        """On shutdown, end the open streams at once instead of waiting for their clients."""
+        streams = list(self._streams)
+        for task in streams:
+            task.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

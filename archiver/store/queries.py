@@ -1,0 +1,431 @@
+"""Read-only SQL over the archive: sessions, transcripts, full-text search, export pages, stats.
+
+Every function takes an open read-only aiosqlite connection and runs short statements: long
+listings are read in keyset pages, so no read transaction stays open while the caller works
+and the writer's WAL checkpoints are never held back for long.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from archiver.errors import StoreError
+from archiver.gws.models import format_instant
+
+# The schema version the read side needs (search and legal hold arrive in 002).
+READ_SCHEMA_VERSION = 2
+# Typing previews repeat the words of the message that follows; search skips them by default.
+TYPING_TYPES = ("TypingStarted", "TypingStopped")
+MESSAGE_COLUMNS = (
+    "session_id",
+    "message_index",
+    "type",
+    "text",
+    "url",
+    "from_type",
+    "from_nickname",
+    "from_participant_id",
+    "visibility",
+    "sent_at",
+    "raw_json",
+    "archived_at",
+)
+# How FTS5 reports a query it cannot parse (the SQL around it is fixed, so these are the user's).
+_QUERY_ERRORS = ("fts5:", "unterminated string", "no such column", "unknown special query")
+_MESSAGE_SELECT = ", ".join(f"m.{name}" for name in MESSAGE_COLUMNS)
+_SESSION_SELECT = (
+    "s.session_id, s.account, s.state, s.participants_json, s.user_data_json,"
+    " s.first_seen_at, s.last_seen_at, s.ended_at, s.legal_hold"
+)
+
+
+class InvalidQueryError(StoreError):
+    """Raised when a full-text search query is not valid FTS5 syntax."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    """Which sessions a query covers; a field left empty matches every session.
+
+    ``since``/``until`` keep sessions with a message sent in ``[since, until)`` (for search,
+    the matching message itself must be in that window); ``participant`` is a nickname,
+    compared without regard to case, among the session's participants or message senders.
+    """
+
+    account: str | None = None
+    state: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    participant: str | None = None
+    held: bool | None = None
+    session_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedMessage:
+    """One row of the ``messages`` table, column for column."""
+
+    session_id: str
+    message_index: int
+    type: str
+    text: str | None
+    url: str | None
+    from_type: str | None
+    from_nickname: str | None
+    from_participant_id: str | None
+    visibility: str | None
+    sent_at: str | None
+    raw_json: str
+    archived_at: str
+
+    @property
+    def agents_only(self) -> bool:
+        """True if only agents could see this message (GWS ``visibility: Agents``)."""
+        return self.visibility == "Agents"
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as a JSON object (the export format; ``raw_json`` stays a string)."""
+        return {name: getattr(self, name) for name in MESSAGE_COLUMNS}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A ``sessions`` row plus what its messages say about it."""
+
+    session_id: str
+    account: str
+    state: str | None
+    participants: list[Any]
+    user_data: dict[str, Any]
+    first_seen_at: str
+    last_seen_at: str
+    ended_at: str | None
+    legal_hold: bool
+    message_count: int
+    first_message_at: str | None
+    last_message_at: str | None
+
+    @property
+    def nicknames(self) -> list[str]:
+        """The participants' nicknames, in GWS order."""
+        return [
+            str(p["nickname"]) for p in self.participants if isinstance(p, dict) and "nickname" in p
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        """The session as a JSON object."""
+        return {
+            "session_id": self.session_id,
+            "account": self.account,
+            "state": self.state,
+            "participants": self.participants,
+            "user_data": self.user_data,
+            "first_seen_at": self.first_seen_at,
+            "last_seen_at": self.last_seen_at,
+            "ended_at": self.ended_at,
+            "legal_hold": self.legal_hold,
+            "message_count": self.message_count,
+            "first_message_at": self.first_message_at,
+            "last_message_at": self.last_message_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A message that matched a search; ``score`` is the negated bm25 (higher is better)."""
+
+    message: ArchivedMessage
+    account: str
+    state: str | None
+    snippet: str
+    score: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The hit as a JSON object: the message row plus account, state, snippet, score."""
+        return self.message.to_json() | {
+            "account": self.account,
+            "state": self.state,
+            "snippet": self.snippet,
+            "score": self.score,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveStats:
+    """Counts over the whole archive (``None`` state or day is keyed ``"(none)"``)."""
+
+    sessions: int
+    held_sessions: int
+    messages: int
+    events: int
+    conflicts: int
+    malformed: int
+    first_message_at: str | None
+    last_message_at: str | None
+    messages_by_type: dict[str, int]
+    sessions_by_state: dict[str, int]
+    messages_by_day: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        """The counts as one JSON object."""
+        return {
+            "sessions": self.sessions,
+            "held_sessions": self.held_sessions,
+            "messages": self.messages,
+            "events": self.events,
+            "conflicts": self.conflicts,
+            "malformed": self.malformed,
+            "first_message_at": self.first_message_at,
+            "last_message_at": self.last_message_at,
+            "messages_by_type": self.messages_by_type,
+            "sessions_by_state": self.sessions_by_state,
+            "messages_by_day": self.messages_by_day,
+        }
+
+
+def instant(value: datetime) -> str:
+    """A datetime as the archive writes instants (naive values are taken as UTC)."""
+    return format_instant(value if value.tzinfo else value.replace(tzinfo=UTC))
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
+
+
+def _session_conditions(
+    filters: SessionFilter, *, message_window: bool
+) -> tuple[list[str], list[object]]:
+    """SQL conditions on ``sessions s`` (and ``messages m`` if ``message_window``)."""
+    where: list[str] = []
+    params: list[object] = []
+    if filters.account is not None:
+        where.append("s.account = ?")
+        params.append(filters.account)
+    if filters.state is not None:
+        where.append("s.state = ? COLLATE NOCASE")
+        params.append(filters.state)
+    if filters.held is not None:
+        where.append("s.legal_hold = ?")
+        params.append(int(filters.held))
+    if filters.session_ids:
+        where.append(f"s.session_id IN ({_marks(filters.session_ids)})")
+        params.extend(filters.session_ids)
+    if filters.participant is not None:
+        where.append(
+            "(EXISTS (SELECT 1 FROM json_each(s.participants_json) p"
+            "         WHERE json_extract(p.value, '$.nickname') = ? COLLATE NOCASE)"
+            " OR EXISTS (SELECT 1 FROM messages n"
+            "            WHERE n.session_id = s.session_id AND n.from_nickname = ? COLLATE NOCASE))"
+        )
+        params.extend([filters.participant, filters.participant])
+    bounds = [
+        (op, instant(value))
+        for op, value in ((">=", filters.since), ("<", filters.until))
+        if value is not None
+    ]
+    if bounds and message_window:
+        where.extend(f"m.sent_at {op} ?" for op, _ in bounds)
+        params.extend(value for _, value in bounds)
+    elif bounds:
+        window = " AND ".join(f"w.sent_at {op} ?" for op, _ in bounds)
+        where.append(f"s.session_id IN (SELECT w.session_id FROM messages w WHERE {window})")
+        params.extend(value for _, value in bounds)
+    return where, params
+
+
+def _message(row: Sequence[Any]) -> ArchivedMessage:
+    return ArchivedMessage(*row[:12])
+
+
+def _session(row: Sequence[Any]) -> SessionRecord:
+    return SessionRecord(
+        session_id=row[0],
+        account=row[1],
+        state=row[2],
+        participants=orjson.loads(row[3]),
+        user_data=orjson.loads(row[4]),
+        first_seen_at=row[5],
+        last_seen_at=row[6],
+        ended_at=row[7],
+        legal_hold=bool(row[8]),
+        message_count=row[9],
+        first_message_at=row[10],
+        last_message_at=row[11],
+    )
+
+
+async def _rows(
+    conn: aiosqlite.Connection, sql: str, params: Sequence[object] = ()
+) -> list[sqlite3.Row]:
+    try:
+        return list(await conn.execute_fetchall(sql, params))
+    except sqlite3.Error as exc:
+        raise StoreError(f"reading the archive failed: {exc}") from exc
+
+
+async def schema_version(conn: aiosqlite.Connection) -> int | None:
+    """The archive's schema version, or None if the file is not a gws-archiver archive."""
+    try:
+        rows = await conn.execute_fetchall("SELECT max(version) FROM schema_migrations")
+    except sqlite3.DatabaseError:
+        return None
+    return next((int(row[0] or 0) for row in rows), 0)
+
+
+async def session_page(
+    conn: aiosqlite.Connection,
+    filters: SessionFilter,
+    *,
+    before: tuple[str, str] | None,
+    limit: int,
+) -> list[SessionRecord]:
+    """Up to ``limit`` matching sessions, newest first, after the keyset ``before``."""
+    where, params = _session_conditions(filters, message_window=False)
+    if before is not None:
+        where.append("(s.first_seen_at, s.session_id) < (?, ?)")
+        params.extend(before)
+    sql = (
+        f"WITH picked AS (SELECT {_SESSION_SELECT} FROM sessions s"
+        f" {'WHERE ' + ' AND '.join(where) if where else ''}"
+        " ORDER BY s.first_seen_at DESC, s.session_id DESC LIMIT ?)"
+        " SELECT p.*, count(m.message_index), min(m.sent_at), max(m.sent_at)"
+        " FROM picked p LEFT JOIN messages m ON m.session_id = p.session_id"
+        " GROUP BY p.session_id ORDER BY p.first_seen_at DESC, p.session_id DESC"
+    )
+    return [_session(row) for row in await _rows(conn, sql, [*params, limit])]
+
+
+async def session_ids_page(
+    conn: aiosqlite.Connection, filters: SessionFilter, *, after: str, limit: int
+) -> list[str]:
+    """Up to ``limit`` matching session ids greater than ``after``, in id order."""
+    where, params = _session_conditions(filters, message_window=False)
+    where.append("s.session_id > ?")
+    sql = (
+        f"SELECT s.session_id FROM sessions s WHERE {' AND '.join(where)}"
+        " ORDER BY s.session_id LIMIT ?"
+    )
+    return [row[0] for row in await _rows(conn, sql, [*params, after, limit])]
+
+
+async def message_page(
+    conn: aiosqlite.Connection,
+    session_ids: Sequence[str],
+    *,
+    after: tuple[str, int] | None,
+    limit: int,
+) -> list[ArchivedMessage]:
+    """Up to ``limit`` messages of ``session_ids`` (sorted), in key order, after ``after``."""
+    sql = (
+        f"SELECT {_MESSAGE_SELECT} FROM messages m"
+        " WHERE (m.session_id, m.message_index) > (?, ?) AND m.session_id <= ?"
+        f" AND m.session_id IN ({_marks(session_ids)})"
+        " ORDER BY m.session_id, m.message_index LIMIT ?"
+    )
+    start = after if after is not None else (session_ids[0], -(2**62))
+    params = [*start, session_ids[-1], *session_ids, limit]
+    return [_message(row) for row in await _rows(conn, sql, params)]
+
+
+async def session_messages(conn: aiosqlite.Connection, session_id: str) -> list[ArchivedMessage]:
+    """Every message of a session in log order (``TranscriptSaveDone``, index -1, last)."""
+    sql = (
+        f"SELECT {_MESSAGE_SELECT} FROM messages m WHERE m.session_id = ?"
+        " ORDER BY m.message_index = -1, m.message_index"
+    )
+    return [_message(row) for row in await _rows(conn, sql, [session_id])]
+
+
+async def search_messages(
+    conn: aiosqlite.Connection,
+    query: str,
+    filters: SessionFilter,
+    *,
+    types: Sequence[str],
+    limit: int,
+    highlight: tuple[str, str],
+) -> list[SearchHit]:
+    """The best ``limit`` matches of an FTS5 query, ranked by bm25, with a snippet each."""
+    if not query.strip():
+        raise InvalidQueryError("the search query is empty")
+    where, params = _session_conditions(filters, message_window=True)
+    if types:
+        where.append(f"m.type IN ({_marks(types)})")
+        params.extend(types)
+    else:
+        where.append(f"m.type NOT IN ({_marks(TYPING_TYPES)})")
+        params.extend(TYPING_TYPES)
+    # Rank first, then build snippets for the few winners only: snippet() is the costly part.
+    sql = (
+        "WITH hits AS ("
+        "  SELECT messages_fts.rowid AS hit_rowid, messages_fts.rank AS hit_rank"
+        "  FROM messages_fts"
+        "  JOIN messages m ON m.rowid = messages_fts.rowid"
+        "  JOIN sessions s ON s.session_id = m.session_id"
+        f" WHERE messages_fts MATCH ? AND {' AND '.join(where)}"
+        "  ORDER BY messages_fts.rank LIMIT ?)"
+        f" SELECT {_MESSAGE_SELECT}, s.account, s.state,"
+        "  snippet(messages_fts, 0, ?, ?, '…', 16), hits.hit_rank"
+        " FROM hits"
+        " JOIN messages_fts ON messages_fts.rowid = hits.hit_rowid"
+        " JOIN messages m ON m.rowid = hits.hit_rowid"
+        " JOIN sessions s ON s.session_id = m.session_id"
+        " WHERE messages_fts MATCH ?"
+        " ORDER BY hits.hit_rank, m.session_id, m.message_index"
+    )
+    all_params = [query, *params, limit, *highlight, query]
+    try:
+        rows = await conn.execute_fetchall(sql, all_params)
+    except sqlite3.OperationalError as exc:
+        if str(exc).startswith(_QUERY_ERRORS):
+            raise InvalidQueryError(f"invalid search query {query!r}: {exc}") from exc
+        raise StoreError(f"searching the archive failed: {exc}") from exc
+    return [
+        SearchHit(_message(row), account=row[12], state=row[13], snippet=row[14], score=-row[15])
+        for row in rows
+    ]
+
+
+async def archive_stats(conn: aiosqlite.Connection) -> ArchiveStats:
+    """Counts per message type, session state and day (UTC, by ``sent_at``)."""
+
+    async def counts(sql: str) -> dict[str, int]:
+        return {
+            "(none)" if key is None else str(key): count for key, count in await _rows(conn, sql)
+        }
+
+    rows = await _rows(
+        conn,
+        "SELECT (SELECT count(*) FROM sessions),"
+        " (SELECT count(*) FROM sessions WHERE legal_hold = 1),"
+        " (SELECT count(*) FROM messages), (SELECT count(*) FROM events),"
+        " (SELECT count(*) FROM conflicts), (SELECT count(*) FROM malformed),"
+        " (SELECT min(sent_at) FROM messages), (SELECT max(sent_at) FROM messages)",
+    )
+    sessions, held, messages, events, conflicts, malformed, first, last = rows[0]
+    return ArchiveStats(
+        sessions=sessions,
+        held_sessions=held,
+        messages=messages,
+        events=events,
+        conflicts=conflicts,
+        malformed=malformed,
+        first_message_at=first,
+        last_message_at=last,
+        messages_by_type=await counts(
+            "SELECT type, count(*) FROM messages GROUP BY type ORDER BY count(*) DESC, type"
+        ),
+        sessions_by_state=await counts(
+            "SELECT state, count(*) FROM sessions GROUP BY state ORDER BY count(*) DESC, state"
+        ),
+        messages_by_day=await counts(
+            "SELECT substr(sent_at, 1, 10) AS day, count(*) FROM messages GROUP BY day ORDER BY day"
+        ),
+    )

@@ -1,0 +1,241 @@
+"""The ``runs`` table: one row per daemon process, written at start and updated at stop.
+
+A row still ``running`` whose process is gone was a crash: the next start on the same host marks
+it ``crashed`` and fills in what the archive's events tell about it. Every statement runs on a
+short-lived connection in a worker thread, so the event loop never waits on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+from urllib.parse import quote
+
+import structlog
+
+from archiver.errors import StoreError
+from archiver.store.writer import utc_now
+
+log = structlog.get_logger()
+
+RUN_STATUSES = ("running", "clean", "failed", "crashed")
+_COLUMNS = (
+    "run_id, started_at, stopped_at, status, version, config_hash, hostname, pid, first_seq,"
+    " last_seq, messages_archived, duplicates, conflicts, malformed, errors, sessions_ended, error"
+)
+
+
+class RunTotals(Protocol):
+    """The counters a daemon keeps for the run (PollStats provides them)."""
+
+    messages_archived: int
+    duplicates: int
+    conflicts: int
+    malformed: int
+    errors: int
+    sessions_ended: int
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One ``runs`` row; counts are None where they are not known (a crash, a running run)."""
+
+    run_id: int
+    started_at: str
+    stopped_at: str | None
+    status: str
+    version: str
+    config_hash: str
+    hostname: str
+    pid: int
+    first_seq: int
+    last_seq: int | None
+    messages_archived: int | None
+    duplicates: int | None
+    conflicts: int | None
+    malformed: int | None
+    errors: int | None
+    sessions_ended: int | None
+    error: str | None
+
+    @property
+    def events(self) -> int | None:
+        """Events the run committed, when its last seq is known."""
+        return None if self.last_seq is None else self.last_seq - self.first_seq
+
+    @property
+    def gone(self) -> bool:
+        """A ``running`` row on this host whose process no longer exists (not yet marked)."""
+        return (
+            self.status == "running"
+            and self.hostname == socket.gethostname()
+            and not process_alive(self.pid)
+        )
+
+
+class RunRecorder:
+    """Records this process's run: a row on enter, its outcome on exit (an async context manager).
+
+    Exit by cancellation (SIGTERM, SIGINT) or normally is ``clean``; by an exception, ``failed``.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        version: str,
+        config_hash: str,
+        totals: RunTotals,
+        last_seq: Callable[[], int],
+    ) -> None:
+        self.path = path
+        self.version = version
+        self.config_hash = config_hash
+        self.totals = totals
+        self.last_seq = last_seq
+        self.run_id: int | None = None
+
+    async def __aenter__(self) -> RunRecorder:
+        self.run_id = await asyncio.to_thread(
+            start_run, self.path, self.version, self.config_hash, self.last_seq()
+        )
+        log.info("run_started", run_id=self.run_id, config_hash=self.config_hash)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.run_id is None:
+            return
+        clean = exc_type is None or issubclass(exc_type, asyncio.CancelledError)
+        error = None if clean else f"{type(exc).__name__}: {exc}"
+        try:
+            await asyncio.to_thread(
+                stop_run, self.path, self.run_id, self.totals, self.last_seq(), error
+            )
+        except StoreError as failure:
+            # The run itself is over; a missing stop record must not hide why it ended.
+            log.warning("run_record_failed", run_id=self.run_id, error=str(failure))
+        else:
+            log.info("run_stopped", run_id=self.run_id, status="clean" if clean else "failed")
+
+
+def start_run(path: Path, version: str, config_hash: str, first_seq: int) -> int:
+    """Mark this host's dead ``running`` rows as crashed, then insert this run; return its id."""
+    with closing(_connect(path)) as conn:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            _mark_crashed(conn)
+            cursor = conn.execute(
+                "INSERT INTO runs (started_at, status, version, config_hash, hostname, pid,"
+                " first_seq) VALUES (?, 'running', ?, ?, ?, ?, ?)",
+                (utc_now(), version, config_hash, socket.gethostname(), os.getpid(), first_seq),
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot record the run in {path}: {exc}") from exc
+    return int(cursor.lastrowid or 0)
+
+
+def stop_run(
+    path: Path, run_id: int, totals: RunTotals, last_seq: int, error: str | None = None
+) -> None:
+    """Record the end of run ``run_id``: ``clean``, or ``failed`` with ``error``."""
+    with closing(_connect(path)) as conn:
+        try:
+            conn.execute(
+                "UPDATE runs SET stopped_at = ?, status = ?, last_seq = ?, messages_archived = ?,"
+                " duplicates = ?, conflicts = ?, malformed = ?, errors = ?, sessions_ended = ?,"
+                " error = ? WHERE run_id = ?",
+                (
+                    utc_now(),
+                    "clean" if error is None else "failed",
+                    last_seq,
+                    totals.messages_archived,
+                    totals.duplicates,
+                    totals.conflicts,
+                    totals.malformed,
+                    totals.errors,
+                    totals.sessions_ended,
+                    error,
+                    run_id,
+                ),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot record the end of run {run_id} in {path}: {exc}") from exc
+
+
+def recent_runs(path: Path, limit: int = 5) -> list[Run]:
+    """The newest ``limit`` runs, newest first, through a read-only connection."""
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+    try:
+        with closing(sqlite3.connect(uri, uri=True)) as conn:
+            if not conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
+            ).fetchone():
+                return []  # written by a version before runs were recorded
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM runs ORDER BY run_id DESC LIMIT ?", (limit,)
+            ).fetchall()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the runs of {path}: {exc}") from exc
+    return [Run(*row) for row in rows]
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the archive {path}: {exc}") from exc
+    return conn
+
+
+def _mark_crashed(conn: sqlite3.Connection) -> None:
+    """Close the rows of this host's runs whose process is gone, from what their events say."""
+    host, me = socket.gethostname(), os.getpid()
+    rows = conn.execute(
+        "SELECT run_id, pid, first_seq FROM runs WHERE status = 'running' AND hostname = ?",
+        (host,),
+    ).fetchall()
+    for run_id, pid, first_seq in rows:
+        # Our own pid on an old row means a previous run in this process or container.
+        if pid != me and process_alive(pid):
+            continue
+        (last_seq,) = conn.execute(
+            "SELECT coalesce((SELECT min(first_seq) FROM runs WHERE run_id > ?),"
+            " (SELECT coalesce(max(seq), 0) FROM events))",
+            (run_id,),
+        ).fetchone()
+        (messages, ended) = conn.execute(
+            "SELECT count(message_index), count(CASE WHEN type = 'SessionEnded' THEN 1 END)"
+            " FROM events WHERE seq > ? AND seq <= ?",
+            (first_seq, last_seq),
+        ).fetchone()
+        conn.execute(
+            "UPDATE runs SET status = 'crashed', last_seq = ?, messages_archived = ?,"
+            " sessions_ended = ? WHERE run_id = ?",
+            (last_seq, messages, ended, run_id),
+        )
+        log.warning("run_crashed", run_id=run_id, pid=pid, events=last_seq - first_seq)
