@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PEERS := tests/peers/node_modules/.installed
 
 .PHONY: demo test lint install clean
 
@@ -12,12 +13,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Real Bayeux peers (CometD's own client and server, Faye) that the push-mode tests run against.
+$(PEERS): tests/peers/package.json
+	cd tests/peers && npm install --no-audit --no-fund --no-package-lock
+	touch $(PEERS)
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/gws-archiver demo
 
-test: $(STAMP)
+test: $(STAMP) $(PEERS)
 	$(BIN)/ruff check archiver tests
 	$(BIN)/ruff format --check archiver tests
 	$(BIN)/mypy

@@ -81,6 +81,20 @@ class PollConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PushConfig:
+    """GWS CometD notifications as poll hints (polling stays the source of truth)."""
+
+    enabled: bool = False
+    path: str = "/api/v2/notifications"
+    channels: tuple[str, ...] = ("/v2/me/*",)
+    safety_interval_s: float = 30.0  # per-session poll interval while push is healthy
+    debounce_s: float = 0.05  # hints for one session within this window make one poll
+    network_delay_s: float = 10.0  # added to the server's hold time for the HTTP timeout
+    backoff_step_s: float = 1.0  # a failed connect waits this much longer than the last one
+    backoff_max_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class ArchiveConfig:
     """Where the SQLite archive lives."""
 
@@ -221,6 +235,7 @@ class Config:
 
     gws: GwsConfig
     poll: PollConfig = field(default_factory=PollConfig)
+    push: PushConfig = field(default_factory=PushConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     log: LogConfig = field(default_factory=LogConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -324,6 +339,7 @@ def parse_config(document: Mapping[str, Any], source: str, env: Mapping[str, str
         poll=_parse_poll(root.sub("poll")),
         archive=_parse_archive(root.sub("archive"), Path(source).parent),
         log=_parse_log(root.sub("log")),
+        push=_parse_push(root.sub("push")),
         server=_parse_server(root.sub("server"), env),
         hooks=_parse_hooks(root.sub("hooks"), env),
         source=source,
@@ -401,6 +417,27 @@ def _parse_poll(reader: _Reader) -> PollConfig:
         raise reader.fail("max_interval_s", "must not be less than min_interval_s")
     if not 0 <= config.jitter < 1:
         raise reader.fail("jitter", f"must be at least 0 and less than 1, not {config.jitter}")
+    reader.finish()
+    return config
+
+
+def _parse_push(reader: _Reader) -> PushConfig:
+    path = reader.get("path", str, "/api/v2/notifications")
+    if not path.startswith("/"):
+        raise reader.fail("path", f"must start with /, not {path!r}")
+    channels = reader.get("channels", list, ["/v2/me/*"])
+    if not channels or not all(isinstance(c, str) and c.startswith("/") for c in channels):
+        raise reader.fail("channels", "must be a non-empty array of channel names starting with /")
+    config = PushConfig(
+        enabled=reader.get("enabled", bool, False),
+        path=path,
+        channels=tuple(channels),
+        safety_interval_s=reader.positive("safety_interval_s", float, 30.0),
+        debounce_s=reader.positive("debounce_s", float, 0.05),
+        network_delay_s=reader.positive("network_delay_s", float, 10.0),
+        backoff_step_s=reader.positive("backoff_step_s", float, 1.0),
+        backoff_max_s=reader.positive("backoff_max_s", float, 60.0),
+    )
     reader.finish()
     return config
 

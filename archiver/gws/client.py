@@ -285,9 +285,7 @@ class GwsClient:
     ) -> Any:
         """One HTTP exchange: send, map errors, decode JSON, check ``statusCode``."""
         url = self.base_url + path
-        headers = {}
-        if method != "GET" and self._csrf is not None:
-            headers[self._csrf[0]] = self._csrf[1]
+        headers = self.csrf_headers() if method != "GET" else {}
         endpoint = endpoint_name(path)
         await self.host.wait_turn()
         try:
@@ -307,6 +305,10 @@ class GwsClient:
         if status_code not in (0, None):
             raise status_error(status, payload, url)
         return payload
+
+    def csrf_headers(self) -> dict[str, str]:
+        """The CSRF header to send on a modifying request, once a GET has revealed the token."""
+        return {} if self._csrf is None else {self._csrf[0]: self._csrf[1]}
 
     def _remember_csrf(self, headers: Mapping[str, str]) -> None:
         token = headers.get("X-CSRF-TOKEN")
