@@ -22,7 +22,7 @@ from archiver.errors import ArchiverError
 from archiver.feed import EventFeed, EventHandler
 from archiver.gws.client import GwsClient, GwsHost
 from archiver.hooks.dispatcher import HookDispatcher
-from archiver.poller import AccountPoller, FailureState, PollStats
+from archiver.poller import AccountPoller, FailureState, Pacing, PollStats
 from archiver.server import StatusServer
 from archiver.store.reader import ArchiveReader
 from archiver.store.retention import purge_expired
@@ -116,11 +116,12 @@ class Daemon:
                         tasks.create_task(
                             feed.subscribe(sub.handler, types=sub.types, session_id=sub.session_id)
                         )
+                    push = config.push if config.push.enabled else None
                     self.accounts = [
                         AccountPoller(
                             client=client,
                             writer=writer,
-                            config=config.poll,
+                            pacing=Pacing(config.poll, push),
                             stats=self.stats,
                             rng=random.Random(self._rng.random()),
                         )

@@ -5,6 +5,10 @@ keeps one :class:`SessionPoller` task per open session. A session poller reads i
 from its cursor until caught up, one stored page at a time; its interval shrinks to
 ``min_interval_s`` while messages arrive and grows towards ``max_interval_s`` while idle. A
 session that reaches a final state or leaves the list for good gets one last drain, then ends.
+
+With push mode on, GWS notifications arrive as hints (:meth:`AccountPoller.hint`): the session
+named is polled at once (hints within ``debounce_s`` coalesce; a hint during a poll causes one
+more poll after it), and while push is healthy the intervals relax to ``safety_interval_s``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from archiver.config import PollConfig
+from archiver.config import PollConfig, PushConfig
 from archiver.errors import ArchiverError, NotFoundError
 from archiver.events import MessageEvent
 from archiver.gws.client import GwsClient, MessagePage
@@ -44,6 +48,43 @@ class PollStats:
     by_type: Counter[str] = field(default_factory=Counter)  # messages archived, per GWS type
     poll_results: Counter[str] = field(default_factory=Counter)  # archived, idle, error
     list_results: Counter[str] = field(default_factory=Counter)  # session lists: ok, error
+    hints: Counter[str] = field(default_factory=Counter)  # push hints: session, list, all
+    hints_coalesced: int = 0  # hints that found a poll of their session already due
+    hint_polls: int = 0  # polls a hint started
+    hint_latency_s_total: float = 0.0  # hint received -> its poll started, summed
+    hint_latency_s_max: float = 0.0
+
+
+@dataclass(slots=True)
+class Pacing:
+    """How often one account's sessions and list are read: adaptive, or relaxed under push."""
+
+    poll: PollConfig
+    push: PushConfig | None = None
+    push_healthy: bool = False
+
+    @property
+    def relaxed(self) -> bool:
+        """True while push notifications are trusted to say when to poll."""
+        return self.push is not None and self.push_healthy
+
+    def next_interval(self, current_s: float, stored: bool) -> float:
+        """The wait before a session's next poll, after one that stored (or not) something."""
+        if self.push is not None and self.push_healthy:
+            return self.push.safety_interval_s
+        if stored:
+            return self.poll.min_interval_s
+        return min(self.poll.max_interval_s, current_s * GROWTH)
+
+    def list_interval(self) -> float:
+        """The wait before the account's next session-list read."""
+        if self.push is not None and self.push_healthy:
+            return max(self.poll.sessions_interval_s, self.push.safety_interval_s)
+        return self.poll.sessions_interval_s
+
+    def debounce(self) -> float:
+        """How long a hinted poll waits for more hints of the same session."""
+        return self.push.debounce_s if self.push is not None else 0.0
 
 
 class FailureState:
@@ -85,7 +126,7 @@ class SessionPoller:
         account: str,
         client: GwsClient,
         writer: ArchiveWriter,
-        config: PollConfig,
+        pacing: Pacing,
         session: SmsSession,
         next_index: int,
         stats: PollStats,
@@ -94,16 +135,17 @@ class SessionPoller:
         self.account = account
         self.client = client
         self.writer = writer
-        self.config = config
+        self.pacing = pacing
         self.session = session
         self.next_index = next_index
         self.stats = stats
         self.rng = rng
-        self.interval_s = config.min_interval_s
+        self.interval_s = pacing.poll.min_interval_s
         self.end_reason: str | None = None
         self.ended = False
         self._stored_session: SmsSession | None = None
         self._wakeup = asyncio.Event()
+        self._hinted_at: float | None = None  # when the oldest hint not yet polled arrived
         self.started_at = time.time()
         self.health = FailureState("session_poll", session_id=session.id, account=account)
 
@@ -111,10 +153,18 @@ class SessionPoller:
         """The session list showed this session (perhaps changed): poll it soon if it changed."""
         if session != self.session:
             self.session = session
-            self.interval_s = self.config.min_interval_s
+            self.interval_s = self.pacing.poll.min_interval_s
             self._wakeup.set()
         if session.final:
             self.request_end("final_state")
+
+    def hint(self, received_at: float) -> None:
+        """A notification says this session changed: poll it now (coalescing with others)."""
+        if self._hinted_at is not None or self._wakeup.is_set():
+            self.stats.hints_coalesced += 1
+        if self._hinted_at is None:
+            self._hinted_at = received_at
+        self._wakeup.set()
 
     def request_end(self, reason: str) -> None:
         """Drain this session one last time, then end it."""
@@ -133,20 +183,23 @@ class SessionPoller:
                     self.stats.errors += 1
                     self.stats.poll_results["error"] += 1
                     self.health.failed(exc)
-                    self.interval_s = min(self.config.max_interval_s, self.interval_s * GROWTH)
+                    self.interval_s = self.pacing.next_interval(self.interval_s, stored=False)
                 else:
                     self.health.succeeded()
                     self.stats.poll_results["archived" if stored else "idle"] += 1
-                    if stored:
-                        self.interval_s = self.config.min_interval_s
-                    else:
-                        self.interval_s = min(self.config.max_interval_s, self.interval_s * GROWTH)
+                    self.interval_s = self.pacing.next_interval(self.interval_s, stored > 0)
                 if not self.ended:
                     await self._pause()
 
     async def poll_once(self) -> int:
         """Read from the cursor until caught up (ending the session if asked); return stored."""
         self.stats.polls += 1
+        if self._hinted_at is not None:
+            latency = time.monotonic() - self._hinted_at
+            self._hinted_at = None
+            self.stats.hint_polls += 1
+            self.stats.hint_latency_s_total += latency
+            self.stats.hint_latency_s_max = max(self.stats.hint_latency_s_max, latency)
         ending = self.end_reason
         stored = 0
         while True:
@@ -198,13 +251,18 @@ class SessionPoller:
         return new_messages
 
     async def _pause(self) -> None:
-        jitter = self.config.jitter
+        """Wait out the interval, or less if woken; a hinted wake waits ``debounce`` for more."""
+        jitter = self.pacing.poll.jitter
         delay = self.interval_s * self.rng.uniform(1 - jitter, 1 + jitter)
         try:
             async with asyncio.timeout(delay):
                 await self._wakeup.wait()
         except TimeoutError:
             pass
+        else:
+            if self._hinted_at is not None and (debounce := self.pacing.debounce()) > 0:
+                await asyncio.sleep(debounce)
+        # Cleared only now: a hint that lands during the poll below wakes the next pause at once.
         self._wakeup.clear()
 
 
@@ -216,18 +274,19 @@ class AccountPoller:
         *,
         client: GwsClient,
         writer: ArchiveWriter,
-        config: PollConfig,
+        pacing: Pacing,
         stats: PollStats,
         rng: random.Random | None = None,
     ) -> None:
         self.client = client
         self.account = client.account.username
         self.writer = writer
-        self.config = config
+        self.pacing = pacing
         self.stats = stats
         self.rng = rng or random.Random()
         self.pollers: dict[str, SessionPoller] = {}
         self._tasks: asyncio.TaskGroup | None = None
+        self._refresh_now = asyncio.Event()
         self.health = FailureState("session_list", account=self.account)
 
     async def run(self) -> None:
@@ -246,7 +305,44 @@ class AccountPoller:
                 else:
                     self.stats.list_results["ok"] += 1
                     self.health.succeeded()
-                await asyncio.sleep(self.config.sessions_interval_s)
+                try:
+                    async with asyncio.timeout(self.pacing.list_interval()):
+                        await self._refresh_now.wait()
+                except TimeoutError:
+                    pass
+                self._refresh_now.clear()
+
+    def hint(self, session_id: str | None, *, state_changed: bool, received_at: float) -> None:
+        """A push notification: poll that session now; a new or changed one also re-lists."""
+        poller = self.pollers.get(session_id) if session_id is not None else None
+        if session_id is None:
+            self.stats.hints["all"] += 1
+            self.poll_everything()
+            return
+        self.stats.hints["session"] += 1
+        if poller is not None and not poller.ended:
+            poller.hint(received_at)
+        if poller is None or state_changed:
+            self.stats.hints["list"] += 1
+            self._refresh_now.set()
+
+    def poll_everything(self) -> None:
+        """Read the session list and every open session now (after push (re)connects)."""
+        self._refresh_now.set()
+        for poller in self.pollers.values():
+            if not poller.ended:
+                poller.hint(time.monotonic())
+
+    def push_up(self) -> None:
+        """Push is healthy (subscribed): relax the intervals and catch up on everything."""
+        self.pacing.push_healthy = True
+        self.poll_everything()
+
+    def push_down(self, reason: str) -> None:
+        """Push is not healthy: adaptive polling again, starting brisk."""
+        self.pacing.push_healthy = False
+        log.info("push_poll_only", account=self.account, reason=reason)
+        self.poll_everything()
 
     async def refresh(self) -> None:
         """Read the session list once: start new sessions, update known ones, end lost ones."""
@@ -279,7 +375,7 @@ class AccountPoller:
             account=self.account,
             client=self.client,
             writer=self.writer,
-            config=self.config,
+            pacing=self.pacing,
             session=session,
             next_index=next_index,
             stats=self.stats,
