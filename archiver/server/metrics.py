@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING
 import structlog
 from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 
 from archiver import __version__
 from archiver.errors import StoreError
@@ -64,6 +69,7 @@ class DaemonCollector:
     def collect(self) -> Iterable[Metric]:
         """Every gws_archiver_* family."""
         yield from self._polling()
+        yield from self._hints()
         yield from self._gws()
         yield from self._sessions()
         yield from self._archive()
@@ -101,6 +107,32 @@ class DaemonCollector:
             ("sessions_ended", "Sessions drained and ended.", stats.sessions_ended),
         ):
             yield CounterMetricFamily(f"{PREFIX}{name}", help_text, value=value)
+
+    def _hints(self) -> Iterator[Metric]:
+        stats = self.daemon.stats
+        yield _counter_by(
+            "push_hints",
+            "Push notifications turned into polls: session, list (re-list), all (full poll).",
+            "kind",
+            stats.hints,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}push_hints_coalesced",
+            "Hints that found a poll of their session already due.",
+            value=stats.hints_coalesced,
+        )
+        latency = SummaryMetricFamily(
+            f"{PREFIX}push_hint_poll_latency_seconds",
+            "From a hint's arrival to the start of the poll it caused.",
+            count_value=stats.hint_polls,
+            sum_value=stats.hint_latency_s_total,
+        )
+        yield latency
+        yield GaugeMetricFamily(
+            f"{PREFIX}push_hint_poll_latency_max_seconds",
+            "The longest hint-to-poll latency so far.",
+            value=stats.hint_latency_s_max,
+        )
 
     def _gws(self) -> Iterator[Metric]:
         host = self.daemon.host
