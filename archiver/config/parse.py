@@ -1,0 +1,184 @@
+"""Reading the TOML file: the core sections ([gws], [poll], [push], [archive], [log])."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from archiver.config.hooks import parse_hooks
+from archiver.config.model import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    Account,
+    ArchiveConfig,
+    Config,
+    GwsConfig,
+    LogConfig,
+    PollConfig,
+    PushConfig,
+    Secret,
+)
+from archiver.config.server import parse_server
+from archiver.config.table import TableReader
+from archiver.errors import ConfigError
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and return the configuration in ``path``; raise ConfigError if unusable."""
+    source = str(path)
+    env = os.environ if environ is None else environ
+    try:
+        with open(path, "rb") as fh:
+            document = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(source, "", "file not found") from None
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "", f"is not valid TOML: {exc}") from None
+    return parse_config(document, source, env)
+
+
+def parse_config(document: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Config:
+    """Validate an already-parsed TOML document."""
+    root = TableReader(source, document)
+    if "gws" not in document:
+        raise root.fail("gws", "is required (the [gws] table with base_url and accounts)")
+    config = Config(
+        gws=_parse_gws(root.sub("gws"), env),
+        poll=_parse_poll(root.sub("poll")),
+        archive=_parse_archive(root.sub("archive"), Path(source).parent),
+        log=_parse_log(root.sub("log")),
+        push=_parse_push(root.sub("push")),
+        server=parse_server(root.sub("server"), env),
+        hooks=parse_hooks(root.sub("hooks"), env),
+        source=source,
+    )
+    root.finish()
+    return config
+
+
+def _parse_gws(reader: TableReader, env: Mapping[str, str]) -> GwsConfig:
+    base_url = reader.get("base_url", str).rstrip("/")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise reader.fail("base_url", f"must be http(s)://host[:port], not {base_url!r}")
+    if parts.path.endswith("/api/v2"):
+        raise reader.fail("base_url", "must not include /api/v2 (it is added per request)")
+    raw_accounts = reader.get("accounts", list)
+    if not raw_accounts:
+        raise reader.fail("accounts", "needs at least one [[gws.accounts]] entry")
+    accounts = tuple(
+        _parse_account(reader, position, item, env) for position, item in enumerate(raw_accounts)
+    )
+    seen: set[str] = set()
+    for position, account in enumerate(accounts):
+        if account.username in seen:
+            raise reader.fail(f"accounts[{position}].username", "appears twice")
+        seen.add(account.username)
+    config = GwsConfig(
+        base_url=base_url,
+        accounts=accounts,
+        request_timeout_s=reader.positive("request_timeout_s", float, 30.0),
+        connect_timeout_s=reader.positive("connect_timeout_s", float, 10.0),
+        max_concurrent_requests=reader.positive("max_concurrent_requests", int, 32),
+        page_size=reader.positive("page_size", int, 500),
+        verify_tls=reader.get("verify_tls", bool, True),
+        max_requests_per_s=(
+            reader.positive("max_requests_per_s", float, 1.0)
+            if "max_requests_per_s" in reader.table
+            else None
+        ),
+    )
+    reader.finish()
+    return config
+
+
+def _parse_account(
+    parent: TableReader, position: int, item: object, env: Mapping[str, str]
+) -> Account:
+    name = f"accounts[{position}]"
+    if not isinstance(item, dict):
+        raise parent.fail(name, "must be a table with username and password_env")
+    reader = TableReader(parent.path, item, parent.key(name) + ".")
+    username = reader.get("username", str)
+    if not username:
+        raise reader.fail("username", "must not be empty")
+    has_inline, has_env = "password" in item, "password_env" in item
+    if has_inline == has_env:
+        raise reader.fail("password_env", "set exactly one of password_env or password")
+    if has_env:
+        variable = reader.get("password_env", str)
+        if variable not in env:
+            raise reader.fail("password_env", f"environment variable {variable} is not set")
+        password = env[variable]
+    else:
+        password = reader.get("password", str)
+    reader.finish()
+    return Account(username=username, password=Secret(password))
+
+
+def _parse_poll(reader: TableReader) -> PollConfig:
+    config = PollConfig(
+        min_interval_s=reader.positive("min_interval_s", float, 0.5),
+        max_interval_s=reader.positive("max_interval_s", float, 5.0),
+        sessions_interval_s=reader.positive("sessions_interval_s", float, 2.0),
+        jitter=reader.get("jitter", float, 0.1),
+    )
+    if config.max_interval_s < config.min_interval_s:
+        raise reader.fail("max_interval_s", "must not be less than min_interval_s")
+    if not 0 <= config.jitter < 1:
+        raise reader.fail("jitter", f"must be at least 0 and less than 1, not {config.jitter}")
+    reader.finish()
+    return config
+
+
+def _parse_push(reader: TableReader) -> PushConfig:
+    path = reader.get("path", str, "/api/v2/notifications")
+    if not path.startswith("/"):
+        raise reader.fail("path", f"must start with /, not {path!r}")
+    channels = reader.get("channels", list, ["/v2/me/*"])
+    if not channels or not all(isinstance(c, str) and c.startswith("/") for c in channels):
+        raise reader.fail("channels", "must be a non-empty array of channel names starting with /")
+    config = PushConfig(
+        enabled=reader.get("enabled", bool, False),
+        path=path,
+        channels=tuple(channels),
+        safety_interval_s=reader.positive("safety_interval_s", float, 30.0),
+        debounce_s=reader.positive("debounce_s", float, 0.05),
+        network_delay_s=reader.positive("network_delay_s", float, 10.0),
+        backoff_step_s=reader.positive("backoff_step_s", float, 1.0),
+        backoff_max_s=reader.positive("backoff_max_s", float, 60.0),
+    )
+    reader.finish()
+    return config
+
+
+def _parse_archive(reader: TableReader, base_dir: Path) -> ArchiveConfig:
+    raw = reader.get("path", str, "archive.sqlite3")
+    if not raw:
+        raise reader.fail("path", "must not be empty")
+    path = Path(raw).expanduser()
+    config = ArchiveConfig(
+        path=path if path.is_absolute() else base_dir / path,
+        busy_timeout_s=reader.positive("busy_timeout_s", float, 10.0),
+        retain_days=(
+            reader.positive("retain_days", float, 1.0) if "retain_days" in reader.table else None
+        ),
+        retention_interval_s=reader.positive("retention_interval_s", float, 3600.0),
+    )
+    reader.finish()
+    return config
+
+
+def _parse_log(reader: TableReader) -> LogConfig:
+    config = LogConfig(
+        level=reader.choice("level", LOG_LEVELS, "info"),
+        format=reader.choice("format", LOG_FORMATS, "auto"),
+    )
+    reader.finish()
+    return config
