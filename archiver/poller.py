@@ -17,7 +17,9 @@ import asyncio
 import random
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -287,6 +289,7 @@ class AccountPoller:
         self.pollers: dict[str, SessionPoller] = {}
         self._tasks: asyncio.TaskGroup | None = None
         self._refresh_now = asyncio.Event()
+        self._checking: set[str] = set()  # sessions gone from the list, being asked about
         self.health = FailureState("session_list", account=self.account)
 
     async def run(self) -> None:
@@ -351,24 +354,28 @@ class AccountPoller:
             self.stats.malformed += 1
             log.warning("malformed_session", account=self.account, problem=rejected.problem)
         listed = {session.id: session for session in listing.sessions}
+        starting = []
         for session in listing.sessions:
             poller = self.pollers.get(session.id)
             if poller is not None and not poller.ended:
                 poller.update(session)
             elif poller is None or not session.final:
-                await self._start(session)
+                starting.append(session)
+        if starting:
+            # One writer hop for every new session: discovery must not queue up behind itself.
+            stored = await self.writer.session_states([s.id for s in starting])
+            for session in starting:
+                state = stored.get(session.id)
+                if state is not None and state.ended_at is not None and session.final:
+                    continue
+                self._spawn(session, state.next_index if state else 1)
         for session_id, poller in list(self.pollers.items()):
             if poller.ended:
                 if session_id not in listed:
                     del self.pollers[session_id]
-            elif session_id not in listed:
-                await self._check_missing(poller)
-
-    async def _start(self, session: SmsSession) -> None:
-        stored = await self.writer.session_state(session.id)
-        if stored is not None and stored.ended_at is not None and session.final:
-            return
-        self._spawn(session, stored.next_index if stored else 1)
+            elif session_id not in listed and session_id not in self._checking:
+                self._checking.add(session_id)
+                self._spawn_task(self._check_missing(poller), f"check-{session_id}")
 
     def _spawn(self, session: SmsSession, next_index: int) -> None:
         poller = SessionPoller(
@@ -384,8 +391,13 @@ class AccountPoller:
         self.pollers[session.id] = poller
         if session.final:
             poller.request_end("final_state")
+        self._spawn_task(poller.run(), f"session-{session.id}")
+
+    def _spawn_task(self, work: Coroutine[Any, Any, None], name: str) -> None:
         if self._tasks is not None:
-            self._tasks.create_task(poller.run(), name=f"session-{session.id}")
+            self._tasks.create_task(work, name=name)
+        else:
+            work.close()
 
     async def _check_missing(self, poller: SessionPoller) -> None:
         """A session left the list: ask GWS whether it is gone or only hidden for a while."""
@@ -393,5 +405,10 @@ class AccountPoller:
             session = await self.client.get_session(poller.session.id)
         except NotFoundError:
             poller.request_end("not_found")
-            return
-        poller.update(session)
+        except ArchiverError as exc:
+            # Unknown for now: the next list read asks again.
+            log.debug("session_check_failed", session_id=poller.session.id, error=str(exc))
+        else:
+            poller.update(session)
+        finally:
+            self._checking.discard(poller.session.id)

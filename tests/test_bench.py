@@ -38,6 +38,7 @@ EXPECTED = {
         "duration_s",
         "messages",
         "missing",
+        "missing_sessions",
         "extra",
         "freshness_p50_s",
         "freshness_p99_s",

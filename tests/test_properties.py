@@ -53,8 +53,8 @@ def archive_of(pages: list[list[int]]) -> tuple[list[tuple[Any, ...]], set[str],
             for indices in pages:
                 messages = [parse_message(gws_message(i)) for i in indices]
                 await writer.store_page(Page("agent1", SESSION, messages))
-            state = await writer.session_state("S1")
-            return state.next_index if state else 1
+            states = await writer.session_states(["S1"])
+            return states["S1"].next_index if states else 1
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "a.sqlite3"

@@ -126,8 +126,7 @@ async def test_state_survives_reopen(tmp_path: Path) -> None:
     async with ArchiveWriter(path) as first:
         await first.store_page(page(1, 2, 3))
     async with ArchiveWriter(path) as second:
-        state = await second.session_state("S1")
-        assert state is not None
+        state = (await second.session_states(["S1"]))["S1"]
         assert state.next_index == 4
         assert second.last_seq == 4
         result = await second.store_page(page(3, 4))

@@ -4,6 +4,8 @@ The simulator plays an endless scenario (sessions end and others take their plac
 daemon, in its own process with its default poll configuration, archives it. After
 `duration_s` the scenario stops; the bench waits until the archive holds every message, then
 measures idle polling (every session silent, every poll interval grown to its maximum).
+Messages that never arrive (a session that ended and vanished before the daemon read it) are
+waited for until the archive has not grown for `stall_s`, then reported as missing.
 
 Freshness is `archived_at - created_at` of each message created after `daemon_started`.
 """
@@ -62,7 +64,7 @@ def run_live(settings: BenchSettings, context: BenchContext) -> ScenarioResult:
         daemon_at_stop, simulator_at_stop = daemon.meter.sample(), simulator.meter.sample()
         requests_at_stop = simulator.stats()["total_requests"]
         say(f"live: stopped at {created} messages; waiting for the archive to catch up")
-        drain_s = _drain(archive, created, daemon, settings.finish_timeout_s)
+        drain_s = _drain(archive, created, daemon, settings)
         say("live: measuring idle polls")
         time.sleep(settings.settle_s)
         idle_start, idle_polls_start = daemon.meter.sample(), message_requests(simulator.stats())
@@ -77,6 +79,9 @@ def run_live(settings: BenchSettings, context: BenchContext) -> ScenarioResult:
     result.add("duration_s", "run time", live_s, "s", 1)
     result.add("messages", "messages created", check.created, "msg")
     result.add("missing", "messages missing from the archive", check.missing, "msg")
+    result.add(
+        "missing_sessions", "sessions with messages missing", check.missing_sessions, "sessions"
+    )
     result.add("extra", "messages in the archive not created", check.extra, "msg")
     result.add("freshness_p50_s", "freshness p50", percentile(check.freshness_s, 0.5), "s", 3)
     result.add("freshness_p99_s", "freshness p99", percentile(check.freshness_s, 0.99), "s", 3)
@@ -130,14 +135,21 @@ def _run_until(until_s: float, daemon: DaemonProcess, simulator: SimulatorProces
         daemon.meter.sample()
 
 
-def _drain(archive: Path, created: int, daemon: DaemonProcess, timeout_s: float) -> float:
-    """Seconds until the archive holds `created` messages (or `timeout_s`, if it never does)."""
-    started = time.monotonic()
+def _drain(archive: Path, created: int, daemon: DaemonProcess, settings: BenchSettings) -> float:
+    """Seconds until the archive holds `created` messages, or stops growing for `stall_s`."""
+    started = last_growth = time.monotonic()
     probe = ArchiveProbe(archive)
     try:
-        while probe.message_count() < created and time.monotonic() - started < timeout_s:
+        archived = probe.message_count()
+        while archived < created:
+            now = time.monotonic()
+            if now - last_growth > settings.stall_s or now - started > settings.finish_timeout_s:
+                break
             daemon.check_alive()
             time.sleep(0.05)
+            count = probe.message_count()
+            if count > archived:
+                archived, last_growth = count, time.monotonic()
     finally:
         probe.close()
-    return time.monotonic() - started
+    return last_growth - started

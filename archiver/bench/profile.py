@@ -46,15 +46,21 @@ AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-# Innermost frames of threads waiting for work. py-spy sometimes misses that such a thread is
-# idle; these samples are dropped rather than counted as work.
+# Innermost frames of threads waiting for work (an executor's queue, an event loop's epoll).
+# py-spy often misses that such a thread is idle; these samples are dropped, not counted as
+# work (a busy loop's non-blocking epoll calls go with them: a small, real cost).
 WAITS = frozenset(
     {
         ("_worker", "concurrent/futures/thread.py"),
         ("_connection_worker_thread", "aiosqlite/core.py"),
         ("Condition.wait", "threading.py"),
+        ("EpollSelector.select", "selectors.py"),
     }
 )
+
+
+# Command-line frames hold every sample of the main thread; their total time says nothing.
+ENTRY_POINTS = ("archiver/cli/", "archiver/__", "archiver/simulator/cli.py")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +169,7 @@ def summarize(path: Path) -> Profile:
         own[f"{function} ({file}:{number})"] += count
         areas[_area(f"{function} ({file})")] += count
         for function, file, _ in set(frames):
-            if file.startswith("archiver/") and function != "<module>":
+            if file.startswith("archiver/") and not file.startswith(ENTRY_POINTS):
                 total[f"{function} ({file})"] += count
     return Profile(
         name=path.stem,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sqlite3
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,8 @@ class Report:
         before, after = machine["load_before"], machine["load_after"]
         return (
             f"gws-archiver bench on {machine['cores']} cores ({machine['cpu']}), "
-            f"Python {machine['python']}, SQLite {machine['sqlite']}; "
+            f"Python {machine['python']}, SQLite {machine['sqlite']}, "
+            f"revision {machine['revision']}; "
             f"load average {before[0]:.2f} before, {after[0]:.2f} after"
             + (" (profiled: numbers include py-spy's overhead)" if machine["profiled"] else "")
         )
@@ -107,6 +109,7 @@ def machine_info(*, profiled: bool) -> dict[str, Any]:
         "cpu": _cpu_model(),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
+        "revision": _revision(),
         "load_before": list(os.getloadavg()),
         "load_after": list(os.getloadavg()),
         "profiled": profiled,
@@ -121,3 +124,19 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _revision() -> str:
+    """The checkout's commit (`-dirty` with uncommitted changes), or `unknown`."""
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() or "unknown"

@@ -34,6 +34,8 @@ class BenchSettings:
             interval to grow to its idle value, then measure idle polling for `window_s`.
         start_timeout_s, finish_timeout_s: how long a child may take to start, and how long
             the archive may take to catch up before the bench reports what is missing.
+        stall_s: the live archive is taken as caught up (what is missing stays missing) when
+            it has not grown for this long after the scenario stopped.
         seed: seed of the simulated contact centre.
     """
 
@@ -50,6 +52,7 @@ class BenchSettings:
     window_s: float = 15.0
     start_timeout_s: float = 120.0
     finish_timeout_s: float = 600.0
+    stall_s: float = 30.0
     seed: int = 1
 
     @property
@@ -71,6 +74,7 @@ TINY = BenchSettings(
     settle_s=1.0,
     window_s=1.5,
     finish_timeout_s=30.0,
+    stall_s=10.0,
 )
 
 

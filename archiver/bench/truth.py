@@ -28,6 +28,7 @@ class Check:
     created: int
     archived: int
     missing: int
+    missing_sessions: int  # sessions with at least one message missing
     extra: int
     duplicated_events: int
     freshness_s: list[float]  # archived_at - created_at, sorted, for the messages measured
@@ -85,6 +86,7 @@ def check_archive(
     archived_at = {row[:5]: row[5] for row in rows}
     expected = Counter(truth_key(record) for record in truth)
     actual = Counter(row[:5] for row in rows)
+    missing = expected - actual
     freshness, discovery = [], []
     if fresh_after_s is not None:
         opened: set[str] = set()
@@ -105,7 +107,8 @@ def check_archive(
     return Check(
         created=len(truth),
         archived=len(rows),
-        missing=sum((expected - actual).values()),
+        missing=sum(missing.values()),
+        missing_sessions=len({key[0] for key in missing}),
         extra=sum((actual - expected).values()),
         duplicated_events=int(duplicated),
         freshness_s=freshness,

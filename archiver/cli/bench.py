@@ -43,11 +43,15 @@ def add_bench_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         help="which scenario to run (default: all)",
     )
     bench.add_argument(
-        "--sessions", type=int, help="backlog sessions for ingest and storage (1000)"
+        "--sessions", type=int, metavar="N", help="backlog sessions for ingest and storage (1000)"
     )
-    bench.add_argument("--messages", type=int, help="messages per backlog session (200)")
-    bench.add_argument("--live-sessions", type=int, help="sessions open at once in live (10000)")
-    bench.add_argument("--agents", type=int, help="simulated agent accounts (10)")
+    bench.add_argument(
+        "--messages", type=int, metavar="N", help="messages per backlog session (200)"
+    )
+    bench.add_argument(
+        "--live-sessions", type=int, metavar="N", help="sessions open at once in live (10000)"
+    )
+    bench.add_argument("--agents", type=int, metavar="N", help="simulated agent accounts (10)")
     bench.add_argument("--duration", type=float, metavar="SECONDS", help="live run time (180)")
     bench.add_argument(
         "--interval",
@@ -55,10 +59,15 @@ def add_bench_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         metavar="SECONDS",
         help="mean gap between a live session's messages (10)",
     )
-    bench.add_argument("--seed", type=int, help="seed of the simulated contact centre (1)")
+    bench.add_argument(
+        "--seed", type=int, metavar="N", help="seed of the simulated contact centre (1)"
+    )
     bench.add_argument("--tiny", action="store_true", help="a smoke run of a few seconds")
     bench.add_argument(
-        "--workdir", type=Path, help="keep archives, truth files and logs here (default: discard)"
+        "--workdir",
+        type=Path,
+        metavar="DIR",
+        help="keep archives, truth files and logs here (default: discard)",
     )
     bench.add_argument(
         "--profile", type=Path, metavar="DIR", help="py-spy profiles of the children"

@@ -299,7 +299,7 @@ class GwsClient:
             raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": "), url=url) from exc
         self.host.requests[endpoint, str(status)] += 1
         if status >= 400:
-            raise self._http_error(status, body, retry_after, url)
+            raise self.http_error(status, body, retry_after, url)
         payload = decode_json(body, url)
         status_code = payload.get("statusCode", 0) if isinstance(payload, Mapping) else 0
         if status_code not in (0, None):
@@ -315,9 +315,10 @@ class GwsClient:
         if token:
             self._csrf = (headers.get("X-CSRF-HEADER", "X-CSRF-TOKEN"), token)
 
-    def _http_error(
+    def http_error(
         self, status: int, body: bytes, retry_after: str | None, url: str
     ) -> GwsStatusError:
+        """Map an HTTP error answer onto the error tree (REST and the push transport alike)."""
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:

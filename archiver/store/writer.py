@@ -161,10 +161,10 @@ class ArchiveWriter:
             self.on_commit(result.events[-1].seq)
         return result
 
-    async def session_state(self, session_id: str) -> SessionState | None:
-        """The stored state of a session (a copy), or None if it was never archived."""
-        state = await self._run(self._load_session, session_id)
-        return None if state is None else replace(state)
+    async def session_states(self, session_ids: Sequence[str]) -> dict[str, SessionState]:
+        """The stored states (copies) of those sessions that were ever archived, in one hop."""
+        states: dict[str, SessionState] = await self._run(self._load_sessions, list(session_ids))
+        return {session_id: replace(state) for session_id, state in states.items()}
 
     async def open_sessions(self, account: str) -> list[SessionState]:
         """Sessions of ``account`` archived and not yet ended (resumed after a restart)."""
@@ -201,6 +201,9 @@ class ArchiveWriter:
         if self._conn is None:
             raise StoreError("the archive writer is not open")
         return self._conn
+
+    def _load_sessions(self, session_ids: list[str]) -> dict[str, SessionState]:
+        return {sid: state for sid in session_ids if (state := self._load_session(sid))}
 
     def _load_session(self, session_id: str) -> SessionState | None:
         cached = self._sessions.get(session_id)
@@ -285,7 +288,11 @@ class ArchiveWriter:
             # The cached row may hold this page's changes: forget it, reload on next use.
             self._sessions.pop(page.session.id, None)
             raise StoreError(f"storing a page of session {page.session.id} failed: {exc}") from exc
-        self._sessions[state.session_id] = state
+        if state.ended_at is None:
+            self._sessions[state.session_id] = state
+        else:
+            # Ended sessions are rarely written again: keep the cache to the open ones.
+            self._sessions.pop(state.session_id, None)
         if txn.typed:
             self._last_seq = txn.typed[-1].seq
         return PageResult(txn.typed, state.next_index, duplicates, conflicts)
