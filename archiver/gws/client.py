@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
@@ -30,6 +31,7 @@ from tenacity import (
     stop_after_delay,
     wait_random_exponential,
 )
+from yarl import URL
 
 from archiver.config import Account, GwsConfig
 from archiver.errors import (
@@ -250,6 +252,14 @@ class GwsClient:
 
     async def call(self, method: str, path: str, *, params: Mapping[str, str] | None = None) -> Any:
         """One request with retries (tenacity) and one re-login per burst of auth failures."""
+        try:
+            return await self._attempt(method, path, params)
+        except GwsError as exc:
+            if not _retryable(exc):
+                raise
+            first_failure: GwsError | None = exc
+        # Only a failed request pays for tenacity: its first attempt is the failure above, so
+        # the backoff (and any Retry-After) applies before the request is sent again.
         policy = self.host.retry
         retrying = AsyncRetrying(
             retry=retry_if_exception(_retryable),
@@ -260,13 +270,20 @@ class GwsClient:
         )
         async for attempt in retrying:
             with attempt:
-                generation = self._auth_generation
-                try:
-                    return await self._request(method, path, params=params)
-                except AuthError:
-                    await self._relogin(generation)
-                    return await self._request(method, path, params=params)
+                if first_failure is not None:
+                    failure, first_failure = first_failure, None
+                    raise failure
+                return await self._attempt(method, path, params)
         raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _attempt(self, method: str, path: str, params: Mapping[str, str] | None) -> Any:
+        """One request; an authentication failure re-logs in once, then sends it again."""
+        generation = self._auth_generation
+        try:
+            return await self._request(method, path, params=params)
+        except AuthError:
+            await self._relogin(generation)
+            return await self._request(method, path, params=params)
 
     async def _relogin(self, failed_generation: int) -> None:
         """Start a new HTTP session (cookies, CSRF token), unless another request just did."""
@@ -284,12 +301,14 @@ class GwsClient:
         self, method: str, path: str, *, params: Mapping[str, str] | None = None
     ) -> Any:
         """One HTTP exchange: send, map errors, decode JSON, check ``statusCode``."""
-        url = self.base_url + path
+        # Encoded once here: aiohttp would otherwise re-parse and re-quote it on every request.
+        url = f"{self.base_url}{quote(path)}" + (f"?{urlencode(params)}" if params else "")
+        target = URL(url, encoded=True)
         headers = self.csrf_headers() if method != "GET" else {}
         endpoint = endpoint_name(path)
         await self.host.wait_turn()
         try:
-            async with self.http.request(method, url, params=params, headers=headers) as response:
+            async with self.http.request(method, target, headers=headers) as response:
                 self._remember_csrf(response.headers)
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
