@@ -25,7 +25,6 @@ import structlog
 
 from archiver.config import PollConfig, PushConfig
 from archiver.errors import ArchiverError, NotFoundError
-from archiver.events import MessageEvent
 from archiver.gws.client import GwsClient, MessagePage
 from archiver.gws.models import SmsSession
 from archiver.store.writer import ArchiveWriter, Malformed, Page
@@ -244,7 +243,7 @@ class SessionPoller:
         new_messages = len(page.messages) - result.duplicates - result.conflicts
         self.stats.pages_stored += 1
         for event in result.events:
-            if isinstance(event, MessageEvent):
+            if event.message_index is not None:
                 self.stats.by_type[event.type] += 1
         self.stats.messages_archived += new_messages
         self.stats.duplicates += result.duplicates

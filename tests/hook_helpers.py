@@ -206,7 +206,7 @@ class EventSource:
             [message(i) for i in range(first, first + count)],
             end_reason="completed" if end else None,
         )
-        return (await self._writer.store_page(page)).events
+        return [row.typed() for row in (await self._writer.store_page(page)).events]
 
     def event_ids(self) -> list[str]:
         """Every event id in the archive, in seq order."""

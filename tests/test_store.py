@@ -114,7 +114,7 @@ async def test_unknown_type_becomes_unknown_event_with_raw(writer: ArchiveWriter
     """Unknown message types are archived and announced as ``Unknown`` with the raw JSON."""
     odd = parse_message({"index": 1, "type": "IdleControlAlert", "text": "idle"})
     result = await writer.store_page(Page("agent1", SESSION, [odd]))
-    event = result.events[-1]
+    event = result.events[-1].typed()
     assert event.type == "Unknown"
     assert event.data()["gws_type"] == "IdleControlAlert"
     assert event.data()["raw"]["text"] == "idle"

@@ -11,6 +11,10 @@ Routes:
     POST   /_sim/sessions/{id}/end           {"transcript"?: bool} -> {"state": "Completed"}
     DELETE /_sim/sessions/{id}               remove the session from the world
     POST   /_sim/faults                      {rate or parameter name: number} -> current rates
+    GET    /_sim/bayeux                      {"clients": [{clientId, account, subscriptions,
+                                              queued, held}]}
+    POST   /_sim/bayeux/expire               {"account"?} -> {"expired": n}: forget the
+                                              account's (or every) CometD client
 
 Errors answer `{"error": "..."}` with HTTP 400 (bad input) or 404 (unknown session).
 """
@@ -44,6 +48,8 @@ def add_admin_routes(app: web.Application, simulator: Simulator) -> None:
     router.add_post("/_sim/sessions/{session_id}/end", end_session)
     router.add_delete("/_sim/sessions/{session_id}", remove_session)
     router.add_post("/_sim/faults", set_faults)
+    router.add_get("/_sim/bayeux", get_bayeux)
+    router.add_post("/_sim/bayeux/expire", expire_bayeux)
 
 
 def _error(message: str, status: int = 400) -> web.Response:
@@ -169,3 +175,22 @@ async def set_faults(request: web.Request) -> web.Response:
     except (ValueError, TypeError) as exc:
         return _error(str(exc))
     return json_response(orjson.dumps(dataclasses.asdict(faults.rates)))
+
+
+async def get_bayeux(request: web.Request) -> web.Response:
+    """The live CometD clients."""
+    clients = request.app[SIMULATOR_KEY].bayeux.clients()
+    return json_response(orjson.dumps({"clients": clients}))
+
+
+async def expire_bayeux(request: web.Request) -> web.Response:
+    """Forget CometD clients: their next (or held) connect answers 402 with handshake advice."""
+    simulator = request.app[SIMULATOR_KEY]
+    try:
+        payload = await _payload(request)
+        account = payload.get("account")
+        if account is not None and account not in simulator.world.accounts:
+            raise ValueError(f"unknown account {account!r}")
+    except ValueError as exc:
+        return _error(str(exc))
+    return json_response(orjson.dumps({"expired": simulator.bayeux.expire(account)}))

@@ -82,6 +82,11 @@ HTTP_SESSIONS_KEY: web.AppKey[HttpSessions] = web.AppKey("http_sessions", HttpSe
 CSRF_KEY: web.AppKey[bool] = web.AppKey("csrf", bool)
 
 
+def caller() -> Account:
+    """The authenticated account of the `/api/v2` request being handled."""
+    return _caller.get()[0]
+
+
 def json_response(body: bytes, status: int = 200) -> web.Response:
     """A JSON response from ready bytes."""
     return web.Response(body=body, status=status, content_type=JSON_CONTENT_TYPE)

@@ -20,7 +20,11 @@ Options:
     --backlog SESSIONS:MESSAGES  sessions there from the start with all their messages, held
                              open and silent (e.g. 1000:200 for an ingest benchmark)
     --faults SPEC            fault rates as `name=value,...` using `FaultRates` field names,
-                             e.g. `http_503=0.05,reset=0.01,latency=0.1,latency_s=0.5`
+                             e.g. `http_503=0.05,reset=0.01,latency=0.1,latency_s=0.5` or
+                             `drop_notification=0.1,duplicate_notification=0.1`
+    --bayeux-timeout SECONDS how long the CometD endpoint holds a /meta/connect (30)
+    --bayeux-max-interval SECONDS  how long a CometD client may go without a connect
+                             before it is dropped (10)
 """
 
 from __future__ import annotations
@@ -82,6 +86,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--csrf", action="store_true", help="turn CSRF protection on")
     parser.add_argument("--quirks", action="store_true", help="emit the docs' odd shapes")
     parser.add_argument("--utc-offset", type=int, help="timestamp offset in minutes (local)")
+    parser.add_argument(
+        "--bayeux-timeout", type=float, default=30.0, help="CometD connect hold in seconds (30)"
+    )
+    parser.add_argument(
+        "--bayeux-max-interval",
+        type=float,
+        default=10.0,
+        help="seconds a CometD client may go without a connect (10)",
+    )
     scenario = parser.add_argument_group("scenario")
     scenario.add_argument("--sessions", type=int, help="total sessions (default: endless)")
     scenario.add_argument("--no-scenario", action="store_true", help="start an empty world")
@@ -126,6 +139,8 @@ def options_from(args: argparse.Namespace) -> SimulatorOptions:
         )
     if args.agents < 1:
         raise ValueError("--agents must be at least 1")
+    if args.bayeux_timeout < 0 or args.bayeux_max_interval <= 0:
+        raise ValueError("--bayeux-timeout must be >= 0 and --bayeux-max-interval > 0")
     return SimulatorOptions(
         host=args.host,
         port=args.port,
@@ -137,6 +152,8 @@ def options_from(args: argparse.Namespace) -> SimulatorOptions:
         faults=args.faults,
         scenario=scenario,
         utc_offset_minutes=args.utc_offset,
+        bayeux_timeout_s=args.bayeux_timeout,
+        bayeux_max_interval_s=args.bayeux_max_interval,
     )
 
 

@@ -13,6 +13,10 @@ short pages (a messages read answered with a shorter, still contiguous prefix) a
 sessions (one listed session hidden from its account's list for `vanish_s`), both applied by
 the handlers. Faults never change the world: a faulted POST is not carried out, and truncated
 or malformed GET bodies are corrupted copies of the real answer.
+
+The CometD endpoint `/api/v2/notifications` is an `/api/v2` route like the others, so the
+request faults hit it too. On top, each notification bound for a subscribed client is lost
+(`drop_notification`) or delivered twice (`duplicate_notification`) at its own rate.
 """
 
 from __future__ import annotations
@@ -60,7 +64,8 @@ class FaultRates:
     """Probability (0..1) of each fault per `/api/v2` request, and the faults' parameters.
 
     The exclusive rates (`http_500` ... `malformed`) must add up to at most 1. `vanish` is
-    per session-list request, `short_page` per messages request.
+    per session-list request, `short_page` per messages request, `drop_notification` and
+    `duplicate_notification` per notification and subscribed client.
     """
 
     http_500: float = 0.0
@@ -77,6 +82,8 @@ class FaultRates:
     latency: float = 0.0
     short_page: float = 0.0
     vanish: float = 0.0
+    drop_notification: float = 0.0
+    duplicate_notification: float = 0.0
     retry_after_s: int = 1
     hang_s: float = 60.0
     latency_s: float = 0.2

@@ -103,8 +103,8 @@ def _accept(world: World, session: Session, payload: dict[str, Any]) -> Outcome:
 
 
 def _reject(world: World, session: Session, payload: dict[str, Any]) -> Outcome:
-    world.set_state(session, "Completed")
     session.participants.clear()
+    world.set_state(session, "Completed")
     return OK
 
 
@@ -201,7 +201,7 @@ def _update_user_data(world: World, session: Session, payload: dict[str, Any]) -
     # Attach and Update both merge: a JSON object cannot hold the duplicate keys Attach may
     # create on voice calls.
     session.user_data.update(_user_data_object(payload))
-    session.changed()
+    world.update_properties(session)
     return OK
 
 
@@ -215,7 +215,7 @@ def _delete_user_data(world: World, session: Session, payload: dict[str, Any]) -
         raise ParameterError(10, "Invalid parameter: keys must be a list of strings")
     for key in keys:
         session.user_data.pop(key, None)
-    session.changed()
+    world.update_properties(session)
     return OK
 
 
@@ -223,7 +223,7 @@ def _set_disposition(world: World, session: Session, payload: dict[str, Any]) ->
     disposition = _string(payload, "disposition")
     key = _string(payload, "dispositionKey", required=False) or "DispositionCode"
     session.user_data[key] = disposition
-    session.changed()
+    world.update_properties(session)
     return OK
 
 

@@ -13,7 +13,9 @@ from aiohttp import web
 
 from archiver.simulator.admin import add_admin_routes
 from archiver.simulator.app import build_app
+from archiver.simulator.bayeux import Bayeux, add_bayeux_routes
 from archiver.simulator.faults import FaultInjector, FaultRates
+from archiver.simulator.notifications import Notifier
 from archiver.simulator.scenario import Scenario, ScenarioDriver
 from archiver.simulator.stats import Stats
 from archiver.simulator.world import World
@@ -36,6 +38,10 @@ class SimulatorOptions:
         scenario: the conversation driver, or None for a world driven only by the API.
         utc_offset_minutes: offset of message `timestamp` strings; None uses the machine's
             local zone.
+        bayeux_timeout_s: how long the CometD endpoint holds a `/meta/connect` (CometD's
+            `timeout`).
+        bayeux_max_interval_s: how long a CometD client may go without a connect after a
+            reply before it is dropped (CometD's `maxInterval`).
     """
 
     host: str = "127.0.0.1"
@@ -48,6 +54,8 @@ class SimulatorOptions:
     faults: FaultRates = field(default_factory=FaultRates)
     scenario: Scenario | None = None
     utc_offset_minutes: int | None = None
+    bayeux_timeout_s: float = 30.0
+    bayeux_max_interval_s: float = 10.0
 
 
 class Simulator:
@@ -57,6 +65,7 @@ class Simulator:
         base_url: `http://host:port` once started.
         world: the `World`, to create, fill, end and remove sessions directly.
         faults: the `FaultInjector`; assign `faults.rates` to change fault rates at run time.
+        bayeux: the CometD endpoint, to expire clients or wait for a subscription.
     """
 
     def __init__(self, options: SimulatorOptions) -> None:
@@ -70,6 +79,13 @@ class Simulator:
         )
         self.faults = FaultInjector(options.faults, options.seed)
         self._stats = Stats()
+        self.bayeux = Bayeux(
+            timeout_s=options.bayeux_timeout_s,
+            max_interval_s=options.bayeux_max_interval_s,
+            stats=self._stats,
+            injector=self.faults,
+        )
+        self.world.observer = Notifier(self.world, self.bayeux, options.seed)
         self._driver = (
             ScenarioDriver(self.world, options.scenario, options.seed)
             if options.scenario is not None
@@ -98,6 +114,7 @@ class Simulator:
             raise RuntimeError(f"simulator is {self._state}; it can start only once")
         self._state = "running"
         app = build_app(self.world, self.faults, self._stats, csrf=self.options.csrf)
+        add_bayeux_routes(app, self.bayeux)
         add_admin_routes(app, self)
         # Bind first so the URIs the world renders already carry the real port.
         sock = socket.create_server((self.options.host, self.options.port), reuse_port=False)
@@ -157,5 +174,9 @@ class Simulator:
         return self.world.truth()
 
     def stats(self) -> dict[str, Any]:
-        """Counters: requests by route and status (or fault), faults injected by kind."""
+        """Counters: requests by route and status (or fault), faults injected by kind.
+
+        Once a CometD client has shown up, also `bayeux`: handshakes, notifications published
+        and delivered, held and cancelled connects, expired clients (see `Bayeux`).
+        """
         return self._stats.snapshot()

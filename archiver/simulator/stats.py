@@ -1,4 +1,4 @@
-"""GWS request and fault counters of a simulator run (`Simulator.stats()`, `GET /_sim/stats`).
+"""GWS request, fault and Bayeux counters of a simulator run (`Simulator.stats()`, `/_sim/stats`).
 
 Only `/api/v2` traffic is counted; the admin API is not.
 """
@@ -13,29 +13,36 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 STATS_KEY: web.AppKey[Stats] = web.AppKey("stats")
-# Request key under which the fault middleware notes the fault it injected, if any.
 # The fault injected into the request being handled, noted by the fault middleware. A context
 # variable, as typed request keys (web.RequestKey) exist only from aiohttp 3.14 on.
 injected_fault: ContextVar[str | None] = ContextVar("simulator_fault", default=None)
 
 
 class Stats:
-    """Counts requests by route and outcome, and injected faults by kind."""
+    """Counts requests by route and outcome, injected faults by kind, and Bayeux events."""
 
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, str]] = Counter()
         self.faults: Counter[str] = Counter()
+        self.bayeux: Counter[str] = Counter()
 
     def snapshot(self) -> dict[str, Any]:
-        """`{"requests": {route: {status: n}}, "faults": {kind: n}, "total_requests": n}`."""
+        """`{"requests": {route: {status: n}}, "faults": {kind: n}, "total_requests": n}`.
+
+        Plus `"bayeux": {counter: n}` once the CometD endpoint has counted anything (see
+        `Bayeux` for the counter names); dropped and duplicated notifications are faults.
+        """
         routes: dict[str, dict[str, int]] = {}
         for (route, status), count in sorted(self.requests.items()):
             routes.setdefault(route, {})[status] = count
-        return {
+        snapshot: dict[str, Any] = {
             "total_requests": sum(self.requests.values()),
             "requests": routes,
             "faults": dict(sorted(self.faults.items())),
         }
+        if self.bayeux:
+            snapshot["bayeux"] = dict(sorted(self.bayeux.items()))
+        return snapshot
 
 
 @web.middleware

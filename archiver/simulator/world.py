@@ -2,7 +2,8 @@
 
 Everything here is synchronous and runs on the event loop; HTTP handlers, the scenario driver
 and the admin API all change the world through these methods only. The truth log records
-every message created, in creation order, independent of what any client was served.
+every message created, in creation order, independent of what any client was served. An
+optional `SessionObserver` hears of every change as it happens (the GWS notifications).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 
@@ -131,6 +132,19 @@ class Session:
         self.body = None
 
 
+class SessionObserver(Protocol):
+    """Told, synchronously and in order, about every change of an SMS session."""
+
+    def session_changed(self, session: Session, change: str) -> None:
+        """`change` is `StatusChange`, `ParticipantsUpdated` or `PropertiesUpdated`."""
+
+    def message_added(self, session: Session, message: Message) -> None:
+        """A message (TranscriptSaveDone included) joined the session's log."""
+
+    def session_left(self, session: Session, account: str) -> None:
+        """The session was handed from `account` to another one."""
+
+
 def make_user_id(username: str) -> str:
     """A stable 32-hex GWS user id for an account name."""
     return hashlib.sha256(username.encode()).hexdigest()[:32]
@@ -182,6 +196,7 @@ class World:
         self._truth: list[Message] = []
         self._truth_file: IO[bytes] | None = truth_path.open("wb") if truth_path else None
         self.quirks = quirks
+        self.observer: SessionObserver | None = None
 
     def close(self) -> None:
         """Flush and close the truth file; safe to call twice."""
@@ -234,6 +249,7 @@ class World:
         session = Session(session_id, account, state, agent, customer, members, user_data or {})
         self.sessions[session_id] = session
         self._by_account[account][session_id] = session
+        self._changed(session, "StatusChange")
         return session_id
 
     def append_message(
@@ -281,39 +297,60 @@ class World:
             session.transcript = message
         else:
             session.messages.append(message)
-        self._track_presence(session, type, member)
+        if self._track_presence(session, type, member):
+            self._changed(session, "ParticipantsUpdated")
         self._truth.append(message)
         if self._truth_file is not None:
             self._truth_file.write(orjson.dumps(message.truth_record()) + b"\n")
+        if self.observer is not None:
+            self.observer.message_added(session, message)
         return index
 
     def end_session(self, session_id: str, *, transcript: bool = True) -> None:
         """Mark a session Completed (no participants) and, by default, add TranscriptSaveDone."""
         session = self.sessions[session_id]
-        self.set_state(session, "Completed")
+        # Participants first, so the StatusChange notification shows the session as it ends.
+        had_participants = bool(session.participants)
         session.participants.clear()
+        if session.state != "Completed":
+            self.set_state(session, "Completed")
+        elif had_participants:
+            self._changed(session, "ParticipantsUpdated")
         if transcript and session.transcript is None:
             self.append_message(session_id, "TranscriptSaveDone", sender="External")
 
     def remove_session(self, session_id: str) -> None:
-        """Forget a session: it leaves the list and later reads answer statusCode 6."""
+        """Forget a session: it leaves the list and later reads answer statusCode 6.
+
+        No notification: GWS documents none for a session leaving the list.
+        """
         session = self.sessions.pop(session_id)
         del self._by_account[session.account][session_id]
 
     def set_state(self, session: Session, state: str) -> None:
-        """Change a session's state (capabilities follow from it)."""
+        """Change a session's state (capabilities follow from it); the same state is no change."""
+        if session.state == state:
+            return
         session.state = state
-        session.changed()
+        self._changed(session, "StatusChange")
+
+    def update_properties(self, session: Session) -> None:
+        """Record that the caller changed the session's `userData`."""
+        self._changed(session, "PropertiesUpdated")
 
     def move_session(self, session: Session, account: str) -> None:
         """Hand a session to another account (a transfer to a named agent)."""
-        del self._by_account[session.account][session.id]
+        previous = session.account
+        del self._by_account[previous][session.id]
         session.account = account
         self._by_account[account][session.id] = session
         session.agent = Participant(
             "Agent", self.accounts[account].first_name, make_participant_id(self._rng)
         )
         session.changed()
+        if self.observer is not None:
+            self.observer.session_left(session, previous)
+        self._changed(session, "StatusChange")
 
     def new_agent(self, nickname: str) -> Participant:
         """A fresh agent participant (an invitee or a consultant)."""
@@ -360,6 +397,11 @@ class World:
         """Every message ever created, in creation order, as truth records."""
         return [message.truth_record() for message in self._truth]
 
+    def _changed(self, session: Session, change: str) -> None:
+        session.changed()
+        if self.observer is not None:
+            self.observer.session_changed(session, change)
+
     def _resolve_sender(self, session: Session, sender: str | Participant) -> Participant:
         if isinstance(sender, Participant):
             return sender
@@ -374,11 +416,13 @@ class World:
         raise ValueError(f"unknown sender {sender!r}")
 
     @staticmethod
-    def _track_presence(session: Session, type: str, member: Participant) -> None:
+    def _track_presence(session: Session, type: str, member: Participant) -> bool:
+        """Update `participants` for a join or leave; whether they changed."""
         if type in ("ParticipantJoined", "ParticipantRejoined"):
             if member.type != "External" and member not in session.participants:
                 session.participants.append(member)
-                session.changed()
+                return True
         elif type == "ParticipantLeft" and member in session.participants:
             session.participants.remove(member)
-            session.changed()
+            return True
+        return False

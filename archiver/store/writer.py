@@ -16,20 +16,20 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import structlog
 
 from archiver.errors import StoreError
 from archiver.events import (
-    EVENT_TYPES,
     Event,
     SessionEnded,
     SessionEvent,
     SessionStarted,
     SessionUpdated,
     Unknown,
+    event_from_row,
     lifecycle_event_id,
     message_event_id,
 )
@@ -58,11 +58,29 @@ class Page:
     end_reason: str | None = None
 
 
+class EventRow(NamedTuple):
+    """One row of the ``events`` table, as the writer committed it."""
+
+    seq: int
+    event_id: str
+    type: str
+    session_id: str
+    message_index: int | None
+    occurred_at: str
+    payload_json: str
+
+    def typed(self) -> Event:
+        """The typed event this row stores."""
+        return event_from_row(
+            self.seq, self.event_id, self.type, self.session_id, self.occurred_at, self.payload_json
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class PageResult:
     """What storing a page did; ``events`` are committed and carry their ``seq``."""
 
-    events: list[Event]
+    events: list[EventRow]
     next_index: int
     duplicates: int
     conflicts: int
@@ -92,8 +110,7 @@ class _Txn:
     """Rows gathered for one page's transaction."""
 
     now: str
-    events: list[tuple[Any, ...]] = field(default_factory=list)
-    typed: list[Event] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
 
 
 def utc_now() -> str:
@@ -293,9 +310,9 @@ class ArchiveWriter:
         else:
             # Ended sessions are rarely written again: keep the cache to the open ones.
             self._sessions.pop(state.session_id, None)
-        if txn.typed:
-            self._last_seq = txn.typed[-1].seq
-        return PageResult(txn.typed, state.next_index, duplicates, conflicts)
+        if txn.events:
+            self._last_seq = txn.events[-1].seq
+        return PageResult(txn.events, state.next_index, duplicates, conflicts)
 
     def _upsert_session(self, txn: _Txn, page: Page, stored: SessionState | None) -> SessionState:
         snapshot = page.session
@@ -426,21 +443,7 @@ class ArchiveWriter:
         return {row[0]: Message(*row) for row in rows}
 
     def _next_seq(self, txn: _Txn) -> int:
-        return (txn.typed[-1].seq if txn.typed else self._last_seq) + 1
-
-    def _append_event(self, txn: _Txn, event: Event, message_index: int | None) -> None:
-        txn.typed.append(event)
-        txn.events.append(
-            (
-                event.seq,
-                event.event_id,
-                event.type,
-                event.session_id,
-                message_index,
-                event.occurred_at,
-                orjson.dumps(event.data()).decode(),
-            )
-        )
+        return (txn.events[-1].seq if txn.events else self._last_seq) + 1
 
     def _add_session_event(
         self, txn: _Txn, cls: type[SessionEvent], state: SessionState, kind: str, **extra: Any
@@ -456,14 +459,15 @@ class ArchiveWriter:
             user_data=orjson.loads(state.user_data_json),
             **extra,
         )
-        self._append_event(txn, event, None)
+        payload = orjson.dumps(event.data()).decode()
+        txn.events.append(
+            EventRow(event.seq, event.event_id, cls.TYPE, state.session_id, None, txn.now, payload)
+        )
 
     def _add_message_event(self, txn: _Txn, state: SessionState, message: Message) -> None:
-        fields: dict[str, Any] = {
-            "event_id": message_event_id(state.session_id, message.index),
-            "seq": self._next_seq(txn),
-            "session_id": state.session_id,
-            "occurred_at": message.sent_at or txn.now,
+        # Built as the row itself, not as a typed event first: this runs once per message.
+        # The payload's keys are exactly the MessageEvent fields, so event_from_row reads it.
+        data: dict[str, Any] = {
             "account": state.account,
             "index": message.index,
             "text": message.text,
@@ -475,7 +479,19 @@ class ArchiveWriter:
             "sent_at": message.sent_at,
         }
         if message.known_type:
-            event: Event = EVENT_TYPES[message.type](**fields)
+            event_type = message.type
         else:
-            event = Unknown(gws_type=message.type, raw=orjson.loads(message.raw_json), **fields)
-        self._append_event(txn, event, message.index)
+            event_type = Unknown.TYPE
+            data["gws_type"] = message.type
+            data["raw"] = orjson.loads(message.raw_json)
+        txn.events.append(
+            EventRow(
+                self._next_seq(txn),
+                message_event_id(state.session_id, message.index),
+                event_type,
+                state.session_id,
+                message.index,
+                message.sent_at or txn.now,
+                orjson.dumps(data).decode(),
+            )
+        )
