@@ -16,11 +16,12 @@ from dataclasses import dataclass
 import structlog
 
 from archiver import __version__
-from archiver.config import Config
+from archiver.config import Config, PushConfig
 from archiver.config_dump import config_digest
 from archiver.errors import ArchiverError
 from archiver.feed import EventFeed, EventHandler
 from archiver.gws.client import GwsClient, GwsHost
+from archiver.gws.push import PushClient
 from archiver.hooks.dispatcher import HookDispatcher
 from archiver.poller import AccountPoller, FailureState, Pacing, PollStats
 from archiver.server import StatusServer
@@ -51,6 +52,7 @@ class Daemon:
         self.writer: ArchiveWriter | None = None
         self.host: GwsHost | None = None
         self.accounts: list[AccountPoller] = []
+        self.pushes: list[PushClient] = []
         self.server: StatusServer | None = None
         self._subscriptions: list[Subscription] = []
         self._rng = random.Random(seed)
@@ -87,7 +89,8 @@ class Daemon:
                     busy_timeout_s=config.archive.busy_timeout_s,
                 )
             )
-            host = self.host = GwsHost(config.gws)
+            held = len(config.gws.accounts) if config.push.enabled else 0
+            host = self.host = GwsHost(config.gws, reserved_connections=held)
             stack.push_async_callback(host.close)
             clients = []
             for account in config.gws.accounts:
@@ -129,6 +132,9 @@ class Daemon:
                     ]
                     for poller in self.accounts:
                         tasks.create_task(poller.run(), name=f"account-{poller.account}")
+                        if push is not None:
+                            self.pushes.append(push_client(poller, push))
+                            tasks.create_task(self.pushes[-1].run(), name=f"push-{poller.account}")
                     tasks.create_task(hooks.run(), name="hooks")
                     if config.archive.retain_days is not None:
                         retention = self._retain(config.archive.retain_days)
@@ -151,6 +157,18 @@ class Daemon:
                 if result.sessions:
                     log.info("retention_purged", **dataclasses.asdict(result))
             await asyncio.sleep(archive.retention_interval_s)
+
+
+def push_client(account: AccountPoller, config: PushConfig) -> PushClient:
+    """The notification listener of one account, feeding that account's poller."""
+
+    return PushClient(
+        account.client,
+        config,
+        on_hint=account.hint,
+        on_subscribed=account.push_up,
+        on_down=account.push_down,
+    )
 
 
 def _stats_fields(stats: PollStats) -> dict[str, object]:

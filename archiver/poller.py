@@ -27,6 +27,7 @@ from archiver.config import PollConfig, PushConfig
 from archiver.errors import ArchiverError, NotFoundError
 from archiver.gws.client import GwsClient, MessagePage
 from archiver.gws.models import SmsSession
+from archiver.gws.notifications import Hint
 from archiver.store.writer import ArchiveWriter, Malformed, Page
 
 log = structlog.get_logger()
@@ -314,17 +315,17 @@ class AccountPoller:
                     pass
                 self._refresh_now.clear()
 
-    def hint(self, session_id: str | None, *, state_changed: bool, received_at: float) -> None:
+    def hint(self, hint: Hint) -> None:
         """A push notification: poll that session now; a new or changed one also re-lists."""
-        poller = self.pollers.get(session_id) if session_id is not None else None
-        if session_id is None:
+        if hint.session_id is None:
             self.stats.hints["all"] += 1
             self.poll_everything()
             return
         self.stats.hints["session"] += 1
+        poller = self.pollers.get(hint.session_id)
         if poller is not None and not poller.ended:
-            poller.hint(received_at)
-        if poller is None or state_changed:
+            poller.hint(hint.received_at)
+        if poller is None or hint.state_changed:
             self.stats.hints["list"] += 1
             self._refresh_now.set()
 

@@ -12,6 +12,7 @@ import pytest
 
 from archiver.config import PollConfig, PushConfig
 from archiver.gws.client import GwsClient, GwsHost
+from archiver.gws.notifications import Hint
 from archiver.poller import AccountPoller, Pacing, PollStats
 from archiver.simulator import FaultRates, Simulator, SimulatorOptions
 from archiver.store.writer import ArchiveWriter
@@ -73,7 +74,7 @@ async def test_a_burst_of_hints_makes_at_most_two_polls(
     before = await settled(sim)
     start = time.monotonic()
     for _ in range(100):
-        account.hint(session_id, state_changed=False, received_at=time.monotonic())
+        account.hint(Hint(session_id, False, time.monotonic()))
         await asyncio.sleep(max(0.0, start + 0.045 - time.monotonic()) / 100)
     # On a loaded machine the burst may outlast the 50 ms window: each window adds one poll.
     windows = int((time.monotonic() - start) / PUSH.debounce_s)
@@ -89,10 +90,10 @@ async def test_a_hint_during_a_poll_causes_exactly_one_more(
     await first_poll_done(sim, account, session_id)
     before = await settled(sim)
     sim.faults.rates = FaultRates(latency=1.0, latency_s=0.4)
-    account.hint(session_id, state_changed=False, received_at=time.monotonic())
+    account.hint(Hint(session_id, False, time.monotonic()))
     await asyncio.sleep(0.2)  # the hinted poll is now waiting for its answer
     for _ in range(5):
-        account.hint(session_id, state_changed=False, received_at=time.monotonic())
+        account.hint(Hint(session_id, False, time.monotonic()))
     assert await settled(sim, 1.5) - before == 2
 
 
@@ -103,7 +104,7 @@ async def test_a_hint_archives_new_messages_at_once(sim: Simulator, account: Acc
     archive = account.writer.path
     sim.world.append_message(session_id, "Text", text="ping")
     started = time.monotonic()
-    account.hint(session_id, state_changed=False, received_at=started)
+    account.hint(Hint(session_id, False, started))
     await wait_for(lambda: archived_messages(archive) == 1, timeout_s=2)
     assert account.stats.hint_polls >= 1
 
@@ -115,7 +116,7 @@ async def test_a_hint_for_an_unknown_session_reads_the_list(
     await wait_for(lambda: account.stats.list_results["ok"] >= 1)
     session_id = sim.world.create_session("agent1")
     sim.world.append_message(session_id, "Text", text="new")
-    account.hint(session_id, state_changed=True, received_at=time.monotonic())
+    account.hint(Hint(session_id, True, time.monotonic()))
     await wait_for(lambda: archived_messages(account.writer.path) == 1, timeout_s=2)
 
 

@@ -104,11 +104,15 @@ class GwsHost:
         config: GwsConfig,
         *,
         retry: RetryPolicy | None = None,
+        reserved_connections: int = 0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self.config = config
         self.retry = retry or RetryPolicy()
+        # Connections beyond max_concurrent_requests, for requests the server holds open
+        # (one long-poll per account in push mode), so they never starve the polling.
+        self.reserved_connections = reserved_connections
         self.clock = clock
         self.sleep = sleep
         self.timeout = aiohttp.ClientTimeout(
@@ -129,7 +133,7 @@ class GwsHost:
             raise GwsError("the GWS host is closed")
         if self._connector is None:
             self._connector = aiohttp.TCPConnector(
-                limit=self.config.max_concurrent_requests,
+                limit=self.config.max_concurrent_requests + self.reserved_connections,
                 ssl=self.config.verify_tls,
             )
         return self._connector

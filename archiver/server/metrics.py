@@ -70,6 +70,7 @@ class DaemonCollector:
         """Every gws_archiver_* family."""
         yield from self._polling()
         yield from self._hints()
+        yield from self._push()
         yield from self._gws()
         yield from self._sessions()
         yield from self._archive()
@@ -107,6 +108,34 @@ class DaemonCollector:
             ("sessions_ended", "Sessions drained and ended.", stats.sessions_ended),
         ):
             yield CounterMetricFamily(f"{PREFIX}{name}", help_text, value=value)
+
+    def _push(self) -> Iterator[Metric]:
+        labels = ["account"]
+        up = GaugeMetricFamily(f"{PREFIX}push_up", "1 while push is subscribed.", labels=labels)
+        handshakes = CounterMetricFamily(
+            f"{PREFIX}push_handshakes", "Successful Bayeux handshakes.", labels=labels
+        )
+        rehandshakes = CounterMetricFamily(
+            f"{PREFIX}push_rehandshakes", "Re-handshakes by cause.", labels=[*labels, "cause"]
+        )
+        received = CounterMetricFamily(
+            f"{PREFIX}push_notifications",
+            "Notifications received: sms (hints), ignored (other kinds).",
+            labels=[*labels, "kind"],
+        )
+        failures = CounterMetricFamily(
+            f"{PREFIX}push_failures", "Failed Bayeux requests and replies.", labels=labels
+        )
+        for push in self.daemon.pushes:
+            account = push.client.account.username
+            up.add_metric([account], 1 if push.healthy else 0)
+            handshakes.add_metric([account], push.stats.handshakes)
+            for cause, count in push.stats.rehandshakes.items():
+                rehandshakes.add_metric([account, cause], count)
+            received.add_metric([account, "sms"], push.stats.hints)
+            received.add_metric([account, "ignored"], push.stats.ignored)
+            failures.add_metric([account], push.stats.failures)
+        yield from (up, handshakes, rehandshakes, received, failures)
 
     def _hints(self) -> Iterator[Metric]:
         stats = self.daemon.stats
