@@ -2,8 +2,9 @@
 
 Per account, :class:`AccountPoller` reads the session list every ``sessions_interval_s`` and
 keeps one :class:`SessionPoller` task per open session. A session poller reads its message log
-from its cursor until caught up, one stored page at a time; its interval shrinks to
-``min_interval_s`` while messages arrive and grows towards ``max_interval_s`` while idle. A
+from its cursor until caught up, one stored page at a time; its interval halves (down to
+``min_interval_s``) after each poll that found messages and grows 1.5x towards
+``max_interval_s`` after each that found none. A
 session that reaches a final state or leaves the list for good gets one last drain, then ends.
 
 With push mode on, GWS notifications arrive as hints (:meth:`AccountPoller.hint`): the session
@@ -75,7 +76,9 @@ class Pacing:
         if self.push is not None and self.push_healthy:
             return self.push.safety_interval_s
         if stored:
-            return self.poll.min_interval_s
+            # Halve rather than reset: a session that talks every few seconds settles near
+            # its own pace instead of paying a burst of empty polls after every message.
+            return max(self.poll.min_interval_s, current_s / 2)
         return min(self.poll.max_interval_s, current_s * GROWTH)
 
     def list_interval(self) -> float:

@@ -38,7 +38,7 @@ def test_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults_fill_missing_tables(tmp_path: Path) -> None:
     """Only [gws] is required; every other table has defaults."""
     config = load_config(write(tmp_path, GOOD))
-    assert config.poll.max_interval_s == 5.0
+    assert config.poll.max_interval_s == 3.0
     assert config.log.format == "auto"
     assert config.archive.path == tmp_path / "archive.sqlite3"
 

@@ -126,6 +126,7 @@ def test_pacing_relaxes_only_while_push_is_healthy() -> None:
     interval: Callable[[float, bool], float] = pacing.next_interval
     assert interval(0.5, True) == interval(0.5, False) == 60
     pacing.push_healthy = False
-    assert interval(3.0, True) == 0.5
+    assert interval(3.0, True) == 1.5
+    assert interval(0.6, True) == 0.5
     assert interval(3.0, False) == 4
     assert Pacing(PollConfig()).list_interval() == 2.0

@@ -61,7 +61,7 @@ class PollConfig:
     """How often sessions and their message logs are read."""
 
     min_interval_s: float = 0.5
-    max_interval_s: float = 5.0
+    max_interval_s: float = 3.0
     sessions_interval_s: float = 2.0
     jitter: float = 0.1
 

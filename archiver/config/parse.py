@@ -125,7 +125,7 @@ def _parse_account(
 def _parse_poll(reader: TableReader) -> PollConfig:
     config = PollConfig(
         min_interval_s=reader.positive("min_interval_s", float, 0.5),
-        max_interval_s=reader.positive("max_interval_s", float, 5.0),
+        max_interval_s=reader.positive("max_interval_s", float, 3.0),
         sessions_interval_s=reader.positive("sessions_interval_s", float, 2.0),
         jitter=reader.get("jitter", float, 0.1),
     )
