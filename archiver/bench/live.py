@@ -42,14 +42,15 @@ def run_live(settings: BenchSettings, context: BenchContext) -> ScenarioResult:
     options += ["--concurrent", str(settings.sessions_per_agent)]
     options += ["--interval", str(settings.interval_s), "--messages", f"{low}-{high}"]
     options += ["--linger", str(settings.linger_s)]
-    say(f"live: {sessions} sessions, a message every ~{settings.interval_s:g} s each")
+    mode = "push mode" if settings.push else "polling only"
+    say(f"live: {sessions} sessions, a message every ~{settings.interval_s:g} s each, {mode}")
     with ExitStack() as stack:
         simulator = stack.enter_context(
             SimulatorProcess(options, truth_path, workdir / "live-simulator.log")
         )
         base_url = simulator.wait_ready(settings.start_timeout_s)
         config = write_daemon_config(
-            workdir / "live-config.toml", base_url, settings.agents, archive
+            workdir / "live-config.toml", base_url, settings.agents, archive, push=settings.push
         )
         daemon = stack.enter_context(DaemonProcess(config, workdir / "live-daemon.log"))
         started_s = daemon.wait_started(settings.start_timeout_s)
@@ -74,7 +75,7 @@ def run_live(settings: BenchSettings, context: BenchContext) -> ScenarioResult:
     check = check_archive(archive, read_truth(truth_path), fresh_after_s=started_s)
     live_s = daemon_at_stop.wall_s - daemon_at_start.wall_s
     idle_polls = max(1, idle_polls_end - idle_polls_start)
-    result = ScenarioResult("live")
+    result = ScenarioResult("live+push" if settings.push else "live")
     result.add("sessions", "sessions open at once", sessions, "sessions")
     result.add("duration_s", "run time", live_s, "s", 1)
     result.add("messages", "messages created", check.created, "msg")

@@ -204,11 +204,16 @@ class DaemonProcess(ChildProcess):
         return datetime.fromisoformat(stamp).timestamp()
 
 
-def write_daemon_config(path: Path, base_url: str, agents: int, archive: Path) -> Path:
-    """A daemon configuration with every default but the accounts, GWS and archive paths."""
+def write_daemon_config(
+    path: Path, base_url: str, agents: int, archive: Path, *, push: bool = False
+) -> Path:
+    """A daemon configuration with every default but the accounts, GWS and archive paths
+    (and push mode, when asked for)."""
     lines = [f"[gws]\nbase_url = {json.dumps(base_url)}\n"]
     for number in range(1, agents + 1):
         lines.append(f'[[gws.accounts]]\nusername = "agent{number}"\npassword = "{PASSWORD}"\n')
     lines.append(f'[archive]\npath = {json.dumps(str(archive))}\n[log]\nformat = "json"\n')
+    if push:
+        lines.append("[push]\nenabled = true\n")
     path.write_text("\n".join(lines))
     return path

@@ -37,6 +37,7 @@ class BenchSettings:
         stall_s: the live archive is taken as caught up (what is missing stays missing) when
             it has not grown for this long after the scenario stopped.
         seed: seed of the simulated contact centre.
+        push: run the live scenario with push mode on (CometD notifications as poll hints).
     """
 
     scenarios: tuple[str, ...] = SCENARIOS
@@ -54,6 +55,7 @@ class BenchSettings:
     finish_timeout_s: float = 600.0
     stall_s: float = 30.0
     seed: int = 1
+    push: bool = False
 
     @property
     def sessions_per_agent(self) -> int:

@@ -62,6 +62,9 @@ def add_bench_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     bench.add_argument(
         "--seed", type=int, metavar="N", help="seed of the simulated contact centre (1)"
     )
+    bench.add_argument(
+        "--push", action="store_true", help="live scenario with push mode on (CometD hints)"
+    )
     bench.add_argument("--tiny", action="store_true", help="a smoke run of a few seconds")
     bench.add_argument(
         "--workdir",
@@ -85,6 +88,8 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
     )
     if args.scenario != "all":
         settings = dataclasses.replace(settings, scenarios=(args.scenario,))
+    if args.push:
+        settings = dataclasses.replace(settings, push=True)
     return settings
 
 
@@ -95,6 +100,8 @@ def command_line(args: argparse.Namespace) -> str:
         words += ["--scenario", args.scenario]
     if args.tiny:
         words.append("--tiny")
+    if args.push:
+        words.append("--push")
     for option in _SIZES:
         value = getattr(args, option)
         if value is not None:
