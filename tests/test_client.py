@@ -6,6 +6,7 @@ end to end runs against the real simulator elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from email.utils import formatdate
 from typing import Any
@@ -195,3 +196,23 @@ def test_password_never_in_client_repr(host: GwsHost) -> None:
     client = GwsClient(host, host.config.accounts[0])
     assert "pw-one" not in repr(client)
     assert "agent1" in repr(client)
+
+
+async def test_requests_per_second_ceiling_holds_across_accounts(gws: Any) -> None:
+    """``max_requests_per_s`` caps the request rate to the host, all accounts together."""
+    accounts = (Account("agent1", Secret("a")), Account("agent2", Secret("b")))
+    config = GwsConfig(base_url=BASE, accounts=accounts, max_requests_per_s=40.0)
+    sent_at: list[float] = []
+
+    def record(url: Any, **kwargs: Any) -> CallbackResult:
+        sent_at.append(asyncio.get_running_loop().time())
+        return CallbackResult(payload=OK_LIST)
+
+    gws.get(SESSIONS, callback=record, repeat=True)
+    host = GwsHost(config)
+    async with GwsClient(host, accounts[0]) as first, GwsClient(host, accounts[1]) as second:
+        await asyncio.gather(*(client.list_sessions() for client in (first, second) * 40))
+    await host.close()
+    # A full bucket lets the first 40 through at once; the other 40 follow at 40 per second.
+    assert len(sent_at) == 80
+    assert sent_at[-1] - sent_at[0] >= 0.9
