@@ -120,6 +120,7 @@ class Daemon:
                             feed.subscribe(sub.handler, types=sub.types, session_id=sub.session_id)
                         )
                     push = config.push if config.push.enabled else None
+                    page_slots = asyncio.Semaphore(config.gws.max_concurrent_requests)
                     self.accounts = [
                         AccountPoller(
                             client=client,
@@ -127,6 +128,7 @@ class Daemon:
                             pacing=Pacing(config.poll, push),
                             stats=self.stats,
                             rng=random.Random(self._rng.random()),
+                            page_slots=page_slots,
                         )
                         for client in clients
                     ]

@@ -9,7 +9,8 @@ session that reaches a final state or leaves the list for good gets one last dra
 
 With push mode on, GWS notifications arrive as hints (:meth:`AccountPoller.hint`): the session
 named is polled at once (hints within ``debounce_s`` coalesce; a hint during a poll causes one
-more poll after it), and while push is healthy the intervals relax to ``safety_interval_s``.
+more poll after it), a new or changed session is read on its own, and while push is healthy
+the intervals relax to ``safety_interval_s``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from archiver.store.writer import ArchiveWriter, Malformed, Page
 log = structlog.get_logger()
 
 GROWTH = 1.5
+DEFAULT_PAGE_SLOTS = 32
 
 
 @dataclass(slots=True)
@@ -136,8 +138,10 @@ class SessionPoller:
         next_index: int,
         stats: PollStats,
         rng: random.Random,
+        page_slots: asyncio.Semaphore,
     ) -> None:
         self.account = account
+        self.page_slots = page_slots
         self.client = client
         self.writer = writer
         self.pacing = pacing
@@ -208,24 +212,27 @@ class SessionPoller:
         ending = self.end_reason
         stored = 0
         while True:
-            try:
-                page = await self.client.fetch_messages(self.session.id, self.next_index)
-            except NotFoundError:
-                # GWS no longer knows the session: what was readable is archived; end it.
-                self.request_end("not_found")
-                ending = self.end_reason
-                page = MessagePage([], [], 0)
-            # A short page usually means "caught up", but GWS may legally answer short: the
-            # last drain of an ending session reads on until a page brings nothing at all.
-            limit = 1 if ending is not None else self.client.page_size
-            # A page that cannot move the cursor (all of it unusable) would repeat forever.
-            advances = any(m.index >= self.next_index for m in page.messages)
-            caught_up = page.received < limit or not advances
-            end_reason = ending if caught_up else None
-            if page.messages or page.rejected or end_reason or self._session_changed():
-                stored += await self._store(page, end_reason)
-            if caught_up:
-                break
+            # A slot covers the fetch and the store: parsed pages waiting for the writer are
+            # bounded by the slots, not by the number of sessions.
+            async with self.page_slots:
+                try:
+                    page = await self.client.fetch_messages(self.session.id, self.next_index)
+                except NotFoundError:
+                    # GWS no longer knows the session: what was readable is archived; end it.
+                    self.request_end("not_found")
+                    ending = self.end_reason
+                    page = MessagePage([], [], 0)
+                # A short page usually means "caught up", but GWS may legally answer short: the
+                # last drain of an ending session reads on until a page brings nothing at all.
+                limit = 1 if ending is not None else self.client.page_size
+                # A page that cannot move the cursor (all of it unusable) would repeat forever.
+                advances = any(m.index >= self.next_index for m in page.messages)
+                caught_up = page.received < limit or not advances
+                end_reason = ending if caught_up else None
+                if page.messages or page.rejected or end_reason or self._session_changed():
+                    stored += await self._store(page, end_reason)
+                if caught_up:
+                    break
         if ending is not None:
             self.ended = True
             self.stats.sessions_ended += 1
@@ -282,8 +289,11 @@ class AccountPoller:
         pacing: Pacing,
         stats: PollStats,
         rng: random.Random | None = None,
+        page_slots: asyncio.Semaphore | None = None,
     ) -> None:
         self.client = client
+        # Pages being fetched or stored at once, shared by every session (of every account).
+        self.page_slots = page_slots or asyncio.Semaphore(DEFAULT_PAGE_SLOTS)
         self.account = client.account.username
         self.writer = writer
         self.pacing = pacing
@@ -292,7 +302,8 @@ class AccountPoller:
         self.pollers: dict[str, SessionPoller] = {}
         self._tasks: asyncio.TaskGroup | None = None
         self._refresh_now = asyncio.Event()
-        self._checking: set[str] = set()  # sessions gone from the list, being asked about
+        self._looking_up: set[str] = set()  # sessions being read one by one from GWS
+        self._look_again: set[str] = set()  # ... and asked for again meanwhile
         self.health = FailureState("session_list", account=self.account)
 
     async def run(self) -> None:
@@ -319,7 +330,7 @@ class AccountPoller:
                 self._refresh_now.clear()
 
     def hint(self, hint: Hint) -> None:
-        """A push notification: poll that session now; a new or changed one also re-lists."""
+        """A push notification: poll that session now; a new or changed one is also looked up."""
         if hint.session_id is None:
             self.stats.hints["all"] += 1
             self.poll_everything()
@@ -328,9 +339,10 @@ class AccountPoller:
         poller = self.pollers.get(hint.session_id)
         if poller is not None and not poller.ended:
             poller.hint(hint.received_at)
-        if poller is None or hint.state_changed:
-            self.stats.hints["list"] += 1
-            self._refresh_now.set()
+        if poller is None or poller.ended or hint.state_changed:
+            # One session, not the whole list: state changes come by the hundred per second.
+            self.stats.hints["lookup"] += 1
+            self._look_up_soon(hint.session_id)
 
     def poll_everything(self) -> None:
         """Read the session list and every open session now (after push (re)connects)."""
@@ -365,20 +377,23 @@ class AccountPoller:
             elif poller is None or not session.final:
                 starting.append(session)
         if starting:
-            # One writer hop for every new session: discovery must not queue up behind itself.
-            stored = await self.writer.session_states([s.id for s in starting])
-            for session in starting:
-                state = stored.get(session.id)
-                if state is not None and state.ended_at is not None and session.final:
-                    continue
-                self._spawn(session, state.next_index if state else 1)
+            await self._start(starting)
         for session_id, poller in list(self.pollers.items()):
             if poller.ended:
                 if session_id not in listed:
                     del self.pollers[session_id]
-            elif session_id not in listed and session_id not in self._checking:
-                self._checking.add(session_id)
-                self._spawn_task(self._check_missing(poller), f"check-{session_id}")
+            elif session_id not in listed:
+                self._look_up_soon(session_id)
+
+    async def _start(self, sessions: list[SmsSession]) -> None:
+        """Start polling sessions new to this run, from their stored cursors if archived."""
+        # One writer hop for all of them: discovery must not queue up behind itself.
+        stored = await self.writer.session_states([s.id for s in sessions])
+        for session in sessions:
+            state = stored.get(session.id)
+            if state is not None and state.ended_at is not None and session.final:
+                continue
+            self._spawn(session, state.next_index if state else 1)
 
     def _spawn(self, session: SmsSession, next_index: int) -> None:
         poller = SessionPoller(
@@ -390,6 +405,7 @@ class AccountPoller:
             next_index=next_index,
             stats=self.stats,
             rng=self.rng,
+            page_slots=self.page_slots,
         )
         self.pollers[session.id] = poller
         if session.final:
@@ -402,16 +418,38 @@ class AccountPoller:
         else:
             work.close()
 
-    async def _check_missing(self, poller: SessionPoller) -> None:
-        """A session left the list: ask GWS whether it is gone or only hidden for a while."""
+    def _look_up_soon(self, session_id: str) -> None:
+        """Read one session from GWS; asked again while a look-up runs, it runs once more."""
+        if session_id in self._looking_up:
+            self._look_again.add(session_id)
+            return
+        self._looking_up.add(session_id)
+        self._spawn_task(self._look_up(session_id), f"look-up-{session_id}")
+
+    async def _look_up(self, session_id: str) -> None:
+        """Start a session new to us, update a known one, end one GWS no longer knows."""
         try:
-            session = await self.client.get_session(poller.session.id)
-        except NotFoundError:
-            poller.request_end("not_found")
-        except ArchiverError as exc:
-            # Unknown for now: the next list read asks again.
-            log.debug("session_check_failed", session_id=poller.session.id, error=str(exc))
-        else:
-            poller.update(session)
+            while True:
+                self._look_again.discard(session_id)
+                await self._look_up_once(session_id)
+                if session_id not in self._look_again:
+                    return
         finally:
-            self._checking.discard(poller.session.id)
+            self._looking_up.discard(session_id)
+
+    async def _look_up_once(self, session_id: str) -> None:
+        poller = self.pollers.get(session_id)
+        try:
+            session = await self.client.get_session(session_id)
+        except NotFoundError:
+            if poller is not None and not poller.ended:
+                poller.request_end("not_found")
+            return
+        except ArchiverError as exc:
+            # Unknown for now: the next list read (or notification) asks again.
+            log.debug("session_look_up_failed", session_id=session_id, error=str(exc))
+            return
+        if poller is not None and not poller.ended:
+            poller.update(session)
+        elif not session.final or poller is None:
+            await self._start([session])

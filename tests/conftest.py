@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -136,3 +137,12 @@ def ended_sessions(path: Path) -> int:
 def archived_messages(path: Path) -> int:
     """How many messages the archive holds."""
     return count(path, "SELECT count(*) FROM messages")
+
+
+async def start_daemon(config: Path, log: Path) -> asyncio.subprocess.Process:
+    """``gws-archiver run --config`` as a child process, its output appended to ``log``."""
+    with log.open("ab") as sink:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "archiver", "run", "--config", str(config),
+            stdout=sink, stderr=sink,
+        )  # fmt: skip

@@ -6,16 +6,24 @@ import asyncio
 import dataclasses
 import random
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 from archiver.daemon import Daemon
 from archiver.simulator import FaultRates, Scenario, Simulator, SimulatorOptions
-from tests.conftest import compare, config_toml, daemon_config, ended_sessions, query, wait_for
+from tests.conftest import (
+    compare,
+    config_toml,
+    daemon_config,
+    ended_sessions,
+    query,
+    start_daemon,
+    wait_for,
+)
 
 # About 20% of requests meet a fault: every exclusive kind, plus latency and short pages
 # (vanishing sessions are drawn per session-list read).
+KILLS = 20
 CHAOS = FaultRates(
     http_500=0.02,
     http_502=0.015,
@@ -96,42 +104,21 @@ async def test_crash_loop_under_chaos_loses_nothing(tmp_path: Path) -> None:
                 "page_size = 50", "page_size = 50\nrequest_timeout_s = 1.0"
             )
         )
-        kills = 0
-        with log.open("ab") as sink:
-            while kills < 20:
-                daemon = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "archiver",
-                    "run",
-                    "--config",
-                    str(config),
-                    stdout=sink,
-                    stderr=sink,
-                )
-                await asyncio.sleep(rng.uniform(0.6, 1.6))
-                assert daemon.returncode is None, log.read_text()[-3000:]
-                daemon.send_signal(signal.SIGKILL)
-                await daemon.wait()
-                kills += 1
-            assert not sim.is_scenario_finished(), "the kills should land during ingest"
-            daemon = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "archiver",
-                "run",
-                "--config",
-                str(config),
-                stdout=sink,
-                stderr=sink,
-            )
-            await wait_for(lambda: log.read_text().count("daemon_started") == kills + 1)
-            try:
-                await sim.scenario_finished()
-                await wait_for(lambda: ended_sessions(archive) == scenario.sessions, 180)
-            finally:
-                daemon.send_signal(signal.SIGTERM)
-                assert await asyncio.wait_for(daemon.wait(), 10) == 0
+        for _ in range(KILLS):
+            daemon = await start_daemon(config, log)
+            await asyncio.sleep(rng.uniform(0.6, 1.6))
+            assert daemon.returncode is None, log.read_text()[-3000:]
+            daemon.send_signal(signal.SIGKILL)
+            await daemon.wait()
+        assert not sim.is_scenario_finished(), "the kills should land during ingest"
+        daemon = await start_daemon(config, log)
+        await wait_for(lambda: log.read_text().count("daemon_started") == KILLS + 1)
+        try:
+            await sim.scenario_finished()
+            await wait_for(lambda: ended_sessions(archive) == scenario.sessions, 180)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(daemon.wait(), 10) == 0
         truth = sim.truth()
 
     result = compare(archive, truth)

@@ -5,28 +5,13 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import sys
 import time
 from pathlib import Path
 
 from archiver.simulator import FaultRates, Scenario, Simulator, SimulatorOptions
-from tests.conftest import compare, config_toml, ended_sessions, query, wait_for
+from tests.conftest import compare, config_toml, ended_sessions, query, start_daemon, wait_for
 
 KILLS = 6
-
-
-async def start_daemon(config: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as sink:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "archiver",
-            "run",
-            "--config",
-            str(config),
-            stdout=sink,
-            stderr=sink,
-        )
 
 
 async def test_sigkill_during_ingest_loses_and_duplicates_nothing(tmp_path: Path) -> None:

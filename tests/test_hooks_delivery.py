@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import sys
 import time
 from collections import defaultdict
 from dataclasses import replace
@@ -19,7 +18,15 @@ from archiver.config import CommandHook, HooksConfig, PythonHook
 from archiver.daemon import Daemon
 from archiver.simulator import Scenario, Simulator, SimulatorOptions
 from tests import hook_targets
-from tests.conftest import compare, config_toml, daemon_config, ended_sessions, query, wait_for
+from tests.conftest import (
+    compare,
+    config_toml,
+    daemon_config,
+    ended_sessions,
+    query,
+    start_daemon,
+    wait_for,
+)
 from tests.hook_helpers import (
     FAST_RETRY,
     SECRET,
@@ -43,20 +50,6 @@ max_in_flight = 8
 max_attempts = 50
 retry_delays_s = [0.02, 0.05, 0.1]
 """
-
-
-async def start_daemon(config: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as sink:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "archiver",
-            "run",
-            "--config",
-            str(config),
-            stdout=sink,
-            stderr=sink,
-        )
 
 
 def event_ids(archive: Path) -> set[str]:

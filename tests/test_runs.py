@@ -17,17 +17,20 @@ from archiver.poller import PollStats
 from archiver.simulator import Simulator, SimulatorOptions
 from archiver.store.runs import RunRecorder, recent_runs, start_run
 from archiver.store.writer import ArchiveWriter
-from tests.conftest import archived_messages, config_toml, daemon_config, query, wait_for
+from tests.conftest import (
+    archived_messages,
+    config_toml,
+    daemon_config,
+    query,
+    start_daemon,
+    wait_for,
+)
 
 
 @asynccontextmanager
 async def subprocess_daemon(config: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
     """``gws-archiver run`` as a child process; killed at the end if still alive."""
-    with log.open("ab") as sink:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "archiver", "run", "--config", str(config),
-            stdout=sink, stderr=sink,
-        )  # fmt: skip
+    process = await start_daemon(config, log)
     try:
         yield process
     finally:

@@ -141,7 +141,7 @@ class DaemonCollector:
         stats = self.daemon.stats
         yield _counter_by(
             "push_hints",
-            "Push notifications turned into polls: session, list (re-list), all (full poll).",
+            "Push notifications by effect: session (a poll), lookup (one session read), all.",
             "kind",
             stats.hints,
         )
