@@ -291,7 +291,7 @@ async def test_events_tail_follow_prints_new_events_until_ctrl_c(tmp_path: Path)
         err = await process.stderr.read()
     assert code == 0, err
     assert first["seq"] < stored[0].seq
-    assert followed == [event.to_json() for event in stored]
+    assert followed == [event.typed().to_json() for event in stored]
 
 
 def test_hold_and_purge_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -44,7 +44,7 @@ def test_config_check_prints_the_effective_config_with_secrets_masked(
     assert main(["config", "check", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     printed = tomllib.loads(out)
-    assert printed["poll"]["max_interval_s"] == 5.0
+    assert printed["poll"]["max_interval_s"] == 3.0
     assert printed["gws"]["accounts"][0]["password"] == "**********"
     assert printed["server"]["token"] == "**********"
     assert SECRET not in out
