@@ -68,11 +68,6 @@ class Pacing:
     push: PushConfig | None = None
     push_healthy: bool = False
 
-    @property
-    def relaxed(self) -> bool:
-        """True while push notifications are trusted to say when to poll."""
-        return self.push is not None and self.push_healthy
-
     def next_interval(self, current_s: float, stored: bool) -> float:
         """The wait before a session's next poll, after one that stored (or not) something."""
         if self.push is not None and self.push_healthy:
