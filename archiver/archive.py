@@ -22,10 +22,10 @@ import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from archiver.errors import StoreError
 from archiver.events import Event
+from archiver.lifecycle import Resource
 from archiver.store import queries
 from archiver.store.queries import (
     MESSAGE_COLUMNS,
@@ -209,24 +209,12 @@ def _in_log_order(messages: list[ArchivedMessage]) -> list[ArchivedMessage]:
     return messages
 
 
-class Archive:
+class Archive(Resource):
     """Read-only access to one archive file; an async context manager."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._reader = ArchiveReader(self.path)
-
-    async def __aenter__(self) -> Archive:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def open(self) -> None:
         """Open the file read-only; refuse files that are not archives or are too old."""

@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -52,6 +51,7 @@ from archiver.gws.models import (
     parse_session,
     session_objects,
 )
+from archiver.lifecycle import Resource
 
 log = structlog.get_logger()
 
@@ -164,7 +164,7 @@ class GwsHost:
             await connector.close()
 
 
-class GwsClient:
+class GwsClient(Resource):
     """The GWS API as one agent sees it; an async context manager."""
 
     def __init__(self, host: GwsHost, account: Account) -> None:
@@ -185,17 +185,6 @@ class GwsClient:
 
     def __repr__(self) -> str:
         return f"GwsClient({self.base_url!r}, account={self.account.username!r})"
-
-    async def __aenter__(self) -> GwsClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Close this account's HTTP session (not the shared pool); safe to call twice."""

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 from archiver.events import Event
+from archiver.lifecycle import Resource
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,26 +27,8 @@ def failed(error: str, *, retry_after_s: float | None = None, gone: bool = False
     return Outcome(ok=False, error=error, retry_after_s=retry_after_s, gone=gone)
 
 
-class Sink(abc.ABC):
-    """A subscriber's way of receiving events; an async context manager."""
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def open(self) -> None:  # noqa: B027 - most sinks hold nothing to open
-        """Acquire what deliveries need (an HTTP session, a thread pool)."""
-
-    async def close(self) -> None:  # noqa: B027 - most sinks hold nothing to close
-        """Release it; safe to call twice."""
+class Sink(Resource, abc.ABC):
+    """A subscriber's way of receiving events; ``open`` acquires what deliveries need."""
 
     @abc.abstractmethod
     async def deliver(self, event: Event) -> Outcome:

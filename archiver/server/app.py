@@ -11,7 +11,6 @@ import asyncio
 import hmac
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import structlog
@@ -20,6 +19,7 @@ from aiohttp import web
 from archiver import __version__
 from archiver.config import ServerConfig
 from archiver.errors import ArchiverError
+from archiver.lifecycle import Resource
 from archiver.server.health import check_readiness
 from archiver.server.metrics import render_metrics
 from archiver.server.stream import stream_events
@@ -32,7 +32,7 @@ log = structlog.get_logger()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class StatusServer:
+class StatusServer(Resource):
     """Serves one daemon's health, metrics and event stream; an async context manager."""
 
     def __init__(self, daemon: Daemon, config: ServerConfig) -> None:
@@ -44,19 +44,7 @@ class StatusServer:
         self._streams: set[asyncio.Task[object]] = set()
         self._closed = False
 
-    async def __aenter__(self) -> StatusServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def start(self) -> None:
+    async def open(self) -> None:
         """Bind and serve; ``url`` then holds the real address (port 0 picks a free one)."""
         if self._closed or self._runner is not None:
             raise ArchiverError("the status server can start only once")

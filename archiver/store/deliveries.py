@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import orjson
@@ -27,6 +26,7 @@ from archiver.config import HookFilters
 from archiver.errors import StoreError
 from archiver.events import Event, event_from_row
 from archiver.gws.models import format_instant
+from archiver.lifecycle import Resource
 
 PENDING, DEAD = "pending", "dead"
 
@@ -78,7 +78,7 @@ class SubscriberStatus:
         return self.pending + self.unscanned
 
 
-class DeliveryStore:
+class DeliveryStore(Resource):
     """Delivery state in the archive; an async context manager."""
 
     def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:
@@ -87,18 +87,6 @@ class DeliveryStore:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._closed = False
-
-    async def __aenter__(self) -> DeliveryStore:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def open(self) -> None:
         """Open the archive, which must exist and be migrated (the daemon's writer does that)."""

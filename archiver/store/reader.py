@@ -4,34 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import quote
 
 import aiosqlite
 
 from archiver.errors import StoreError
 from archiver.events import Event, event_from_row
+from archiver.lifecycle import Resource
 
 
-class ArchiveReader:
+class ArchiveReader(Resource):
     """A read-only connection to an archive file; an async context manager."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
         self._closed = False
-
-    async def __aenter__(self) -> ArchiveReader:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def open(self) -> None:
         """Open the archive read-only; it must exist."""

@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, NamedTuple
 
 import orjson
@@ -34,6 +33,7 @@ from archiver.events import (
     message_event_id,
 )
 from archiver.gws.models import TRANSCRIPT_SAVE_DONE_INDEX, Message, SmsSession, format_instant
+from archiver.lifecycle import Resource
 from archiver.store.migrate import migrate
 
 log = structlog.get_logger()
@@ -118,7 +118,7 @@ def utc_now() -> str:
     return format_instant(datetime.now(UTC))
 
 
-class ArchiveWriter:
+class ArchiveWriter(Resource):
     """Owns the write connection; every method is safe to await from the event loop."""
 
     def __init__(
@@ -136,18 +136,6 @@ class ArchiveWriter:
         self._sessions: dict[str, SessionState] = {}
         self._last_seq = 0
         self._closed = False
-
-    async def __aenter__(self) -> ArchiveWriter:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @property
     def last_seq(self) -> int:
