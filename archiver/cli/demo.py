@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 from contextlib import suppress
 from pathlib import Path
@@ -96,7 +97,7 @@ async def run_demo(
     await asyncio.to_thread(remove_archive, path)
     scenario = Scenario(sessions=None, concurrent_per_agent=2, messages=(8, 20), interval_s=1.5)
     options = SimulatorOptions(
-        agents=agents, seed=seed if seed is not None else 0, scenario=scenario
+        agents=agents, seed=seed if seed is not None else random.randrange(2**31), scenario=scenario
     )
     view = LiveView(out)
     async with Simulator(options) as sim:
