@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 import sys
 from contextlib import suppress
 from pathlib import Path
@@ -30,6 +31,12 @@ def demo_config(base_url: str, agents: int, archive: Path) -> Config:
         archive=ArchiveConfig(path=archive),
         source="<demo>",
     )
+
+
+def command_prefix() -> str:
+    """How to run gws-archiver again from here when it is not on PATH (say, from make demo)."""
+    script = Path(sys.argv[0])
+    return str(script) if script.name == "gws-archiver" else f"{sys.executable} -m archiver"
 
 
 def remove_archive(path: Path) -> None:
@@ -115,10 +122,11 @@ async def run_demo(
                 async with asyncio.timeout(duration_s):
                     await daemon.run()
         finally:
+            program = "gws-archiver" if shutil.which("gws-archiver") else command_prefix()
             print(
                 f"\n{view.messages} messages in {len(view.sessions)} sessions archived. Try:\n"
-                f"  gws-archiver sessions --archive {path}\n"
-                f"  gws-archiver transcript --archive {path} SESSION_ID",
+                f"  {program} sessions --archive {path}\n"
+                f"  {program} transcript --archive {path} SESSION_ID",
                 file=out,
                 flush=True,
             )
