@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from archiver.errors import SchemaTooNewError, StoreError
 from archiver.gws.models import parse_message, parse_session
 from archiver.store.migrate import Migration, load_migrations, migrate
-from archiver.store.writer import ArchiveWriter, Page
+from archiver.store.writer import ArchiveWriter, Malformed, Page
 
 SESSION = parse_session({"id": "S1", "state": "Chatting", "participants": [], "userData": {}})
 
@@ -164,3 +165,23 @@ def test_failing_migration_leaves_database_as_it_was(tmp_path: Path) -> None:
     assert "t" not in tables
     assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == len(good)
     conn.close()
+
+
+async def test_pages_committed_together_still_stand_or_fall_alone(writer: ArchiveWriter) -> None:
+    """Pages queued while the writer is busy share a commit; a failing one fails alone."""
+    other = parse_session({"id": "S2", "state": "Chatting"})
+    third = parse_session({"id": "S3", "state": "Chatting"})
+    broken = Page("agent1", other, [message(1)], [Malformed("bad", None)])  # type: ignore[arg-type]
+    results = await asyncio.gather(
+        writer.store_page(page(1, 2)),
+        writer.store_page(broken),
+        writer.store_page(page(1, session=third)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], StoreError)
+    assert rows(writer.path, "SELECT session_id, count(*) FROM messages GROUP BY 1") == [
+        ("S1", 2),
+        ("S3", 1),
+    ]
+    seqs = rows(writer.path, "SELECT seq FROM events ORDER BY seq")
+    assert [s for (s,) in seqs] == list(range(1, len(seqs) + 1))

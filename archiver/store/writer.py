@@ -113,6 +113,12 @@ class _Txn:
     events: list[EventRow] = field(default_factory=list)
 
 
+def _page_failed(page: Page, exc: sqlite3.Error) -> StoreError:
+    error = StoreError(f"storing a page of session {page.session.id} failed: {exc}")
+    error.__cause__ = exc
+    return error
+
+
 def utc_now() -> str:
     """Now, as the archive writes instants."""
     return format_instant(datetime.now(UTC))
@@ -135,6 +141,9 @@ class ArchiveWriter(Resource):
         self._conn: sqlite3.Connection | None = None
         self._sessions: dict[str, SessionState] = {}
         self._last_seq = 0
+        self._announced_seq = 0  # the newest seq on_commit was told about
+        self._queue: list[tuple[Page, asyncio.Future[PageResult]]] = []
+        self._flushing = False
         self._closed = False
 
     @property
@@ -160,11 +169,47 @@ class ArchiveWriter(Resource):
         executor.shutdown(wait=True)
 
     async def store_page(self, page: Page) -> PageResult:
-        """Store one page atomically and return the events it committed."""
-        result: PageResult = await self._run(self._store_page_sync, page)
-        if result.events and self.on_commit is not None:
-            self.on_commit(result.events[-1].seq)
-        return result
+        """Store one page atomically and return the events it committed.
+
+        Pages that arrive while the writer thread is busy are committed together: each page
+        still stands or falls alone (a savepoint of its own); the batch shares one COMMIT.
+        """
+        waiter: asyncio.Future[PageResult] = asyncio.get_running_loop().create_future()
+        self._queue.append((page, waiter))
+        if not self._flushing:
+            await self._flush(waiter)
+        return await waiter
+
+    async def _flush(self, own: asyncio.Future[PageResult]) -> None:
+        """Store queued pages, batch after batch, until none is left (run by one caller)."""
+        self._flushing = True
+        batch: list[tuple[Page, asyncio.Future[PageResult]]] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                outcomes = await self._run(self._store_pages_sync, [page for page, _ in batch])
+                for (_, waiter), outcome in zip(batch, outcomes, strict=True):
+                    if waiter.done():
+                        continue
+                    if isinstance(outcome, StoreError):
+                        waiter.set_exception(outcome)
+                    else:
+                        waiter.set_result(outcome)
+                if self.on_commit is not None and self._last_seq > self._announced_seq:
+                    self._announced_seq = self._last_seq
+                    self.on_commit(self._last_seq)
+        except BaseException as exc:
+            # Whoever waits must not wait forever: they read their pages again later.
+            for _, waiter in (*batch, *self._queue):
+                if waiter is own and not isinstance(exc, Exception):
+                    waiter.cancel()
+                elif not waiter.done():
+                    waiter.set_exception(StoreError(f"the page was not stored: {exc!r}"))
+            self._queue = []
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._flushing = False
 
     async def session_states(self, session_ids: Sequence[str]) -> dict[str, SessionState]:
         """The stored states (copies) of those sessions that were ever archived, in one hop."""
@@ -248,59 +293,84 @@ class ArchiveWriter(Resource):
         ]
         return [replace(state) for sid in ids if (state := self._load_session(sid)) is not None]
 
-    def _store_page_sync(self, page: Page) -> PageResult:
+    def _store_pages_sync(self, pages: list[Page]) -> list[PageResult | StoreError]:
+        """One transaction for the batch, one savepoint per page; a failing page fails alone."""
         db = self._db
-        txn = _Txn(now=utc_now())
-        stored = self._load_session(page.session.id)
+        first_seq = self._last_seq
+        outcomes: list[PageResult | StoreError] = []
+        stored: list[SessionState] = []
         try:
             db.execute("BEGIN IMMEDIATE")
-            state = self._upsert_session(txn, page, stored)
-            duplicates, conflicts = self._insert_messages(txn, page, state)
-            if page.malformed:
-                db.executemany(
-                    "INSERT INTO malformed (session_id, problem, raw_json, received_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    [(page.session.id, m.problem, m.raw_json, txn.now) for m in page.malformed],
-                )
-            if page.end_reason is not None and state.ended_at is None:
-                state.ended_at = txn.now
-                self._add_session_event(txn, SessionEnded, state, "ended", reason=page.end_reason)
-            db.execute(
-                "UPDATE sessions SET state = ?, participants_json = ?, user_data_json = ?,"
-                " last_seen_at = ?, ended_at = ?, next_index = ?, update_count = ?"
-                " WHERE session_id = ?",
-                (
-                    state.state,
-                    state.participants_json,
-                    state.user_data_json,
-                    txn.now,
-                    state.ended_at,
-                    state.next_index,
-                    state.update_count,
-                    state.session_id,
-                ),
-            )
-            if txn.events:
-                db.executemany(
-                    "INSERT INTO events (seq, event_id, type, session_id, message_index,"
-                    " occurred_at, payload_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    txn.events,
-                )
+            for page in pages:
+                try:
+                    db.execute("SAVEPOINT page")
+                    result, state = self._store_page_sync(page)
+                    db.execute("RELEASE page")
+                except sqlite3.Error as exc:
+                    db.execute("ROLLBACK TO page")
+                    db.execute("RELEASE page")
+                    self._sessions.pop(page.session.id, None)
+                    outcomes.append(_page_failed(page, exc))
+                    continue
+                if result.events:
+                    self._last_seq = result.events[-1].seq
+                outcomes.append(result)
+                stored.append(state)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            # The cached row may hold this page's changes: forget it, reload on next use.
-            self._sessions.pop(page.session.id, None)
-            raise StoreError(f"storing a page of session {page.session.id} failed: {exc}") from exc
-        if state.ended_at is None:
-            self._sessions[state.session_id] = state
-        else:
-            # Ended sessions are rarely written again: keep the cache to the open ones.
-            self._sessions.pop(state.session_id, None)
+            # Nothing of the batch is stored: forget cached rows it changed, and its seqs.
+            self._last_seq = first_seq
+            for page in pages:
+                self._sessions.pop(page.session.id, None)
+            return [_page_failed(page, exc) for page in pages]
+        for state in stored:
+            if state.ended_at is None:
+                self._sessions[state.session_id] = state
+            else:
+                # Ended sessions are rarely written again: keep the cache to the open ones.
+                self._sessions.pop(state.session_id, None)
+        return outcomes
+
+    def _store_page_sync(self, page: Page) -> tuple[PageResult, SessionState]:
+        """The statements of one page, inside the batch's transaction."""
+        db = self._db
+        txn = _Txn(now=utc_now())
+        stored = self._load_session(page.session.id)
+        state = self._upsert_session(txn, page, stored)
+        duplicates, conflicts = self._insert_messages(txn, page, state)
+        if page.malformed:
+            db.executemany(
+                "INSERT INTO malformed (session_id, problem, raw_json, received_at)"
+                " VALUES (?, ?, ?, ?)",
+                [(page.session.id, m.problem, m.raw_json, txn.now) for m in page.malformed],
+            )
+        if page.end_reason is not None and state.ended_at is None:
+            state.ended_at = txn.now
+            self._add_session_event(txn, SessionEnded, state, "ended", reason=page.end_reason)
+        db.execute(
+            "UPDATE sessions SET state = ?, participants_json = ?, user_data_json = ?,"
+            " last_seen_at = ?, ended_at = ?, next_index = ?, update_count = ?"
+            " WHERE session_id = ?",
+            (
+                state.state,
+                state.participants_json,
+                state.user_data_json,
+                txn.now,
+                state.ended_at,
+                state.next_index,
+                state.update_count,
+                state.session_id,
+            ),
+        )
         if txn.events:
-            self._last_seq = txn.events[-1].seq
-        return PageResult(txn.events, state.next_index, duplicates, conflicts)
+            db.executemany(
+                "INSERT INTO events (seq, event_id, type, session_id, message_index,"
+                " occurred_at, payload_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                txn.events,
+            )
+        return PageResult(txn.events, state.next_index, duplicates, conflicts), state
 
     def _upsert_session(self, txn: _Txn, page: Page, stored: SessionState | None) -> SessionState:
         snapshot = page.session
