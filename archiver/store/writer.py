@@ -1,9 +1,10 @@
-"""The archive's one writer: one transaction per page of messages.
+"""The archive's one writer: every page of messages stored atomically.
 
-Each page is stored in a single ``BEGIN IMMEDIATE ... COMMIT``: the session row, the new
-messages (``ON CONFLICT DO NOTHING``), the cursor, and the event rows that describe them (a
-transactional outbox). The writer runs its SQLite connection on one dedicated thread, so a
-whole page costs one hop off the event loop.
+Each page is stored all or nothing: the session row, the new messages (``ON CONFLICT DO
+NOTHING``), the cursor, and the event rows that describe them (a transactional outbox). The
+writer runs its SQLite connection on one dedicated thread; pages that arrive while it is busy
+go in the next ``BEGIN IMMEDIATE ... COMMIT`` together, each inside a savepoint of its own, so a
+burst of one-message pages costs one commit and one hop off the event loop, not one each.
 """
 
 from __future__ import annotations
