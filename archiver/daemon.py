@@ -18,7 +18,6 @@ import structlog
 from archiver import __version__
 from archiver.config import Config, PushConfig
 from archiver.config_dump import config_digest
-from archiver.errors import ArchiverError
 from archiver.feed import EventFeed, EventHandler
 from archiver.gws.client import GwsClient, GwsHost
 from archiver.gws.push import PushClient
@@ -152,7 +151,7 @@ class Daemon:
         while True:
             try:
                 result = await purge_expired(archive.path, retain_days)
-            except ArchiverError as exc:
+            except Exception as exc:  # retried next round, whatever it was
                 health.failed(exc)
             else:
                 health.succeeded()

@@ -7,6 +7,7 @@
     ├── GwsError               anything that went wrong talking to GWS
     │   ├── TransportError     connection refused/reset, timeout, truncated body
     │   ├── ProtocolError      a response we cannot understand (not JSON, wrong shape)
+    │   │   └── UndecodableError   a body too large, or not JSON by any reading
     │   └── GwsStatusError     GWS answered with an HTTP error or a non-zero statusCode
     │       ├── AuthError          HTTP 401, statusCode 20, or a CSRF 403
     │       ├── NotFoundError      HTTP 404 or statusCode 6
@@ -49,6 +50,17 @@ class TransportError(GwsError):
 
 class ProtocolError(GwsError):
     """Raised when GWS answered with something that is not the expected JSON shape."""
+
+
+class UndecodableError(ProtocolError):
+    """Raised when a body exceeds ``max_body_bytes`` or is not JSON; ``body`` keeps its bytes."""
+
+    def __init__(
+        self, message: str, *, url: str = "", body: bytes, truncated: bool = False
+    ) -> None:
+        self.body = body
+        self.truncated = truncated  # ``body`` is only the start of what the server sent
+        super().__init__(message, url=url)
 
 
 class GwsStatusError(GwsError):

@@ -30,7 +30,7 @@ from archiver.errors import ArchiverError, NotFoundError
 from archiver.gws.client import GwsClient, MessagePage
 from archiver.gws.models import SmsSession
 from archiver.gws.notifications import Hint
-from archiver.store.writer import ArchiveWriter, Malformed, Page
+from archiver.store.writer import ArchiveWriter, Page
 
 log = structlog.get_logger()
 
@@ -183,7 +183,11 @@ class SessionPoller:
             while not self.ended:
                 try:
                     stored = await self.poll_once()
-                except ArchiverError as exc:
+                except Exception as exc:
+                    # One session's trouble, of whatever kind, stays that session's: it is
+                    # retried at the idle pace, and every other session goes on.
+                    if not isinstance(exc, ArchiverError):
+                        log.exception("session_poll_crashed")
                     self.stats.errors += 1
                     self.stats.poll_results["error"] += 1
                     self.health.failed(exc)
@@ -221,14 +225,14 @@ class SessionPoller:
                 # last drain of an ending session reads on until a page brings nothing at all.
                 limit = 1 if ending is not None else self.client.page_size
                 # A page that cannot move the cursor (all of it unusable) would repeat forever.
-                advances = any(m.index >= self.next_index for m in page.messages)
+                advances = (page.next_index or 0) > self.next_index
                 caught_up = page.received < limit or not advances
                 end_reason = ending if caught_up else None
                 if page.messages or page.rejected or end_reason or self._session_changed():
                     stored += await self._store(page, end_reason)
-                if caught_up:
+                if caught_up or self.ended:
                     break
-        if ending is not None:
+        if ending is not None and not self.ended:
             self.ended = True
             self.stats.sessions_ended += 1
             log.info("session_ended", session_id=self.session.id, reason=ending)
@@ -238,12 +242,22 @@ class SessionPoller:
         return self._stored_session != self.session
 
     async def _store(self, page: MessagePage, end_reason: str | None) -> int:
-        malformed = [Malformed(r.problem, r.raw_json) for r in page.rejected]
-        for rejected in page.rejected:
-            log.warning("malformed_message", session_id=self.session.id, problem=rejected.problem)
         result = await self.writer.store_page(
-            Page(self.account, self.session, page.messages, malformed, end_reason)
+            Page(self.account, self.session, page.messages, page.rejected, end_reason)
         )
+        if result.purged:
+            # Retention deleted this session: it is not archived again while GWS lists it.
+            log.info("session_purged_skipped", session_id=self.session.id)
+            self.ended = True
+            return 0
+        if result.malformed_new:
+            for rejected in page.rejected:
+                log.warning(
+                    "malformed_message",
+                    session_id=self.session.id,
+                    problem=rejected.problem,
+                    message_index=rejected.index,
+                )
         self._stored_session = self.session
         self.next_index = result.next_index
         new_messages = len(page.messages) - result.duplicates - result.conflicts
@@ -254,7 +268,7 @@ class SessionPoller:
         self.stats.messages_archived += new_messages
         self.stats.duplicates += result.duplicates
         self.stats.conflicts += result.conflicts
-        self.stats.malformed += len(malformed)
+        self.stats.malformed += result.malformed_new
         return new_messages
 
     async def _pause(self) -> None:
@@ -310,7 +324,9 @@ class AccountPoller:
             while True:
                 try:
                     await self.refresh()
-                except ArchiverError as exc:
+                except Exception as exc:
+                    if not isinstance(exc, ArchiverError):
+                        log.exception("session_list_crashed", account=self.account)
                     self.stats.errors += 1
                     self.stats.list_results["error"] += 1
                     self.health.failed(exc)
@@ -360,9 +376,13 @@ class AccountPoller:
     async def refresh(self) -> None:
         """Read the session list once: start new sessions, update known ones, end lost ones."""
         listing = await self.client.list_sessions()
-        for rejected in listing.rejected:
-            self.stats.malformed += 1
-            log.warning("malformed_session", account=self.account, problem=rejected.problem)
+        if listing.rejected:
+            # Kept, counted and logged once: the same entries come back on every list read.
+            new = await self.writer.record_malformed(self.account, listing.rejected)
+            self.stats.malformed += new
+            if new:
+                for rejected in listing.rejected:
+                    log.warning("malformed_session", account=self.account, problem=rejected.problem)
         listed = {session.id: session for session in listing.sessions}
         starting = []
         for session in listing.sessions:
@@ -386,6 +406,8 @@ class AccountPoller:
         stored = await self.writer.session_states([s.id for s in sessions])
         for session in sessions:
             state = stored.get(session.id)
+            if state is not None and state.purged:
+                continue
             if state is not None and state.ended_at is not None and session.final:
                 continue
             self._spawn(session, state.next_index if state else 1)
@@ -440,9 +462,9 @@ class AccountPoller:
             if poller is not None and not poller.ended:
                 poller.request_end("not_found")
             return
-        except ArchiverError as exc:
+        except Exception as exc:
             # Unknown for now: the next list read (or notification) asks again.
-            log.debug("session_look_up_failed", session_id=session_id, error=str(exc))
+            log.debug("session_look_up_failed", session_id=session_id, error=repr(exc))
             return
         if poller is not None and not poller.ended:
             poller.update(session)

@@ -24,7 +24,8 @@ from archiver.errors import (
     ThrottledError,
     TransportError,
 )
-from archiver.gws.client import GwsClient, GwsHost, RetryPolicy, parse_retry_after
+from archiver.gws.client import GwsClient, GwsHost, RetryPolicy
+from archiver.gws.wire import parse_retry_after
 
 BASE = "http://gws.test"
 SESSIONS = f"{BASE}/api/v2/me/smssessions?fields=*"
@@ -183,12 +184,12 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     """Retry-After is honoured as delta-seconds and as an HTTP date."""
     import time
 
-    assert parse_retry_after("2") == 2.0
-    in_ten = parse_retry_after(formatdate(time.time() + 10, usegmt=True))
+    assert parse_retry_after("2", cap_s=300) == 2.0
+    in_ten = parse_retry_after(formatdate(time.time() + 10, usegmt=True), cap_s=300)
     assert in_ten is not None
     assert 8 <= in_ten <= 10
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon", cap_s=300) is None
+    assert parse_retry_after(None, cap_s=300) is None
 
 
 def test_password_never_in_client_repr(host: GwsHost) -> None:

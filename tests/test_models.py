@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from archiver.gws.client import decode_json
 from archiver.gws.models import (
     MalformedPayload,
     parse_message,
@@ -12,6 +11,7 @@ from archiver.gws.models import (
     parse_timestamp,
     session_objects,
 )
+from archiver.gws.wire import decode_json
 
 
 @pytest.mark.parametrize(

@@ -32,8 +32,9 @@ from archiver.bench.ceilings import (
 )
 from archiver.bench.report import ScenarioResult
 from archiver.bench.settings import BenchContext, BenchSettings
-from archiver.gws.client import decode_json, parse_messages_body
+from archiver.gws.client import parse_messages_body
 from archiver.gws.models import parse_session
+from archiver.gws.wire import decode_json
 from archiver.simulator.scenario import Scenario, ScenarioDriver
 from archiver.simulator.wire import envelope
 from archiver.simulator.world import World

@@ -93,6 +93,8 @@ def _parse_gws(reader: TableReader, env: Mapping[str, str]) -> GwsConfig:
             if "max_requests_per_s" in reader.table
             else None
         ),
+        max_body_bytes=reader.positive("max_body_bytes", int, 64 * 1024 * 1024),
+        max_retry_after_s=reader.positive("max_retry_after_s", float, 300.0),
     )
     reader.finish()
     return config

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -41,8 +39,10 @@ from archiver.errors import (
     ProtocolError,
     ThrottledError,
     TransportError,
+    UndecodableError,
 )
 from archiver.gws.models import (
+    Malformed,
     MalformedPayload,
     Message,
     SmsSession,
@@ -51,6 +51,7 @@ from archiver.gws.models import (
     parse_session,
     session_objects,
 )
+from archiver.gws.wire import KEPT_BODY_BYTES, decode_json, parse_retry_after, read_body
 from archiver.lifecycle import Resource
 
 log = structlog.get_logger()
@@ -58,15 +59,6 @@ log = structlog.get_logger()
 API = "/api/v2"
 CSRF_FAILURE = "csrf"
 THROTTLE_SPELL_S = 60.0
-_JAVA_LONG = re.compile(rb"(?<=\d)L(?=\s*[,}\]])")
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """One element of a response that could not be parsed, with the reason."""
-
-    problem: str
-    raw_json: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +66,7 @@ class SessionList:
     """The sessions an account has now, and any entries that could not be parsed."""
 
     sessions: list[SmsSession]
-    rejected: list[Rejected]
+    rejected: list[Malformed]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +74,15 @@ class MessagePage:
     """One read of a session's message log."""
 
     messages: list[Message]
-    rejected: list[Rejected]
+    rejected: list[Malformed]
     received: int  # entries in the response, parsed or not, TranscriptSaveDone excluded
+
+    @property
+    def next_index(self) -> int | None:
+        """The cursor after this page: past its highest message or pinned entry (None: none)."""
+        positions = [m.index for m in self.messages if m.index >= 1]
+        positions += [r.index for r in self.rejected if r.index is not None]
+        return max(positions) + 1 if positions else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,12 +222,12 @@ class GwsClient(Resource):
             try:
                 sessions.append(parse_session(obj))
             except MalformedPayload as exc:
-                rejected.append(Rejected(str(exc), dumps(obj)))
+                rejected.append(Malformed(str(exc), raw_text(obj)))
         return SessionList(sessions, rejected)
 
     async def get_session(self, session_id: str) -> SmsSession:
         """One session; raises NotFoundError when GWS no longer knows it."""
-        path = f"{API}/me/smssessions/{session_id}"
+        path = f"{API}/me/smssessions/{quote(session_id, safe='')}"
         body = await self.call("GET", path)
         try:
             objects = session_objects(body)
@@ -237,11 +236,56 @@ class GwsClient(Resource):
             raise ProtocolError(f"session {session_id}: {exc}", url=self.base_url + path) from exc
 
     async def fetch_messages(self, session_id: str, start_index: int) -> MessagePage:
-        """Up to ``page_size`` messages of a session from ``start_index`` on."""
-        path = f"{API}/me/smssessions/{session_id}/messages"
-        params = {"startIndex": str(start_index), "count": str(self.page_size)}
-        body = await self.call("GET", path, params=params)
-        return parse_messages_body(body, self.base_url + path)
+        """Up to ``page_size`` messages of a session from ``start_index`` on.
+
+        A page that cannot be decoded as a whole is read again in halves, down to one message:
+        the one that still cannot be decoded is pinned to its index and kept raw, and the
+        healthy messages around it are read. A page whose unparseable entries would hold the
+        cursor back is followed by a one-message read that pins the first of them.
+        """
+        page = await self._read_messages(session_id, start_index, self.page_size)
+        cursor = page.next_index or start_index
+        beyond_cursor = page.received - max(0, cursor - start_index)
+        if beyond_cursor > 0 and any(r.index is None for r in page.rejected):
+            # Unparseable entries after the last message would be read again on every poll.
+            pinned = await self._read_messages(session_id, cursor, 1)
+            if pinned.rejected and not pinned.messages:
+                raws = {r.raw_json for r in pinned.rejected}
+                others = [r for r in page.rejected if r.raw_json not in raws]
+                return MessagePage(page.messages, others + pinned.rejected, page.received)
+        return page
+
+    async def _read_messages(self, session_id: str, start_index: int, count: int) -> MessagePage:
+        path = f"{API}/me/smssessions/{quote(session_id, safe='')}/messages"
+        url = self.base_url + path
+        while True:
+            params = {"startIndex": str(start_index), "count": str(count)}
+            try:
+                body = await self.call("GET", path, params=params)
+            except UndecodableError as exc:
+                if count > 1:
+                    count //= 2
+                    continue
+                return await self._pin_undecodable(path, params, exc)
+            return parse_messages_body(body, url, start_index=start_index, count=count)
+
+    async def _pin_undecodable(
+        self, path: str, params: Mapping[str, str], first: UndecodableError
+    ) -> MessagePage:
+        """One message that cannot be decoded: read it once more; the same bytes pin it."""
+        try:
+            await self.call("GET", path, params=params)
+        except UndecodableError as again:
+            # A body that differs between reads (or an HTML error page) is trouble in transit,
+            # not the message: the poll fails and is tried again later.
+            looks_like_json = first.body.lstrip()[:1] in (b"{", b"[") or first.truncated
+            if again.body != first.body or not looks_like_json:
+                raise
+        else:
+            raise ProtocolError("a message read could not be decoded once", url=first.url)
+        index = int(params["startIndex"])
+        raw = first.body[:KEPT_BODY_BYTES]
+        return MessagePage([], [Malformed(str(first), _text_or_bytes(raw), index)], 1)
 
     async def call(self, method: str, path: str, *, params: Mapping[str, str] | None = None) -> Any:
         """One request with retries (tenacity) and one re-login per burst of auth failures."""
@@ -295,7 +339,7 @@ class GwsClient(Resource):
     ) -> Any:
         """One HTTP exchange: send, map errors, decode JSON, check ``statusCode``."""
         # Encoded once here: aiohttp would otherwise re-parse and re-quote it on every request.
-        url = f"{self.base_url}{quote(path)}" + (f"?{urlencode(params)}" if params else "")
+        url = f"{self.base_url}{path}" + (f"?{urlencode(params)}" if params else "")
         target = URL(url, encoded=True)
         headers = self.csrf_headers() if method != "GET" else {}
         endpoint = endpoint_name(path)
@@ -305,7 +349,7 @@ class GwsClient(Resource):
                 self._remember_csrf(response.headers)
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
-                body = await response.read()
+                body = await read_body(response, self.host.config.max_body_bytes, url)
         except (TimeoutError, aiohttp.ClientError) as exc:
             self.host.requests[endpoint, type(exc).__name__] += 1
             raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": "), url=url) from exc
@@ -339,7 +383,7 @@ class GwsClient(Resource):
             payload = {}
         text = body[:200].decode("utf-8", "replace")
         if status in (429, 503):
-            wait_s = parse_retry_after(retry_after)
+            wait_s = parse_retry_after(retry_after, cap_s=self.host.config.max_retry_after_s)
             if wait_s is not None:
                 self.host.pause(wait_s)
             return ThrottledError(
@@ -362,23 +406,54 @@ class GwsClient(Resource):
         )
 
 
-def parse_messages_body(body: object, url: str) -> MessagePage:
-    """Split a messages response into usable messages and rejected entries."""
+def parse_messages_body(
+    body: object, url: str, *, start_index: int = 1, count: int = 0
+) -> MessagePage:
+    """Split a messages response into usable messages and rejected entries.
+
+    The cursor rule (README, "Hostile input"): a page read from ``start_index`` holding ``n``
+    entries can only hold indices up to ``start_index + n - 1``; an index beyond that is not
+    believed (it would make the cursor skip messages never read) and the entry is rejected. A
+    one-message read (``count`` 1) that yields one rejected entry pins it to ``start_index``.
+    """
     entries = body.get("messages") if isinstance(body, Mapping) else None
     if not isinstance(entries, list):
         raise ProtocolError("response has no messages array", url=url)
+    highest = max(start_index, 1) + len(entries) - 1
     messages, rejected = [], []
     received = 0
     for obj in entries:
         try:
             message = parse_message(obj)
+            if message.index > highest:
+                raise MalformedPayload(
+                    f"message index {message.index} is ahead of its place (a page read from"
+                    f" {start_index} with {len(entries)} entries ends by {highest})"
+                )
         except MalformedPayload as exc:
-            rejected.append(Rejected(str(exc), dumps(obj)))
+            rejected.append(Malformed(str(exc), raw_text(obj)))
             received += 1
             continue
         messages.append(message)
         received += message.index >= 1
+    if count == 1 and received == 1 and len(rejected) == 1 and not messages:
+        rejected = [Malformed(rejected[0].problem, rejected[0].raw_json, start_index)]
     return MessagePage(messages, rejected, received)
+
+
+def raw_text(obj: object) -> str | bytes:
+    """What to keep of an element that could not be parsed: its JSON text, whatever it holds."""
+    try:
+        return dumps(obj)
+    except (RecursionError, TypeError, ValueError) as exc:
+        return f"<not serialisable: {type(exc).__name__}>"
+
+
+def _text_or_bytes(raw: bytes) -> str | bytes:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
 
 
 def endpoint_name(path: str) -> str:
@@ -403,35 +478,9 @@ def status_error(status: int, payload: Mapping[str, Any], url: str) -> GwsStatus
     return GwsStatusError(message, url=url, status=status, status_code=code)
 
 
-def decode_json(body: bytes, url: str) -> Any:
-    """Parse a JSON body, tolerating Java ``L`` suffixes on numbers; ProtocolError if hopeless."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return orjson.loads(_JAVA_LONG.sub(b"", body))
-    except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"body is not JSON ({len(body)} bytes): {exc}", url=url) from exc
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, UndecodableError):
+        return False  # the same bytes again: read in smaller pages instead
     if isinstance(exc, TransportError | ProtocolError):
         return True
     return isinstance(exc, GwsStatusError) and exc.retryable

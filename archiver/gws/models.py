@@ -4,6 +4,12 @@ GWS payloads vary (gws-api.md §3.6, §4.6): timestamps in several shapes, ``tim
 holding milliseconds (sometimes as a string with a Java ``L``), ``TypingStopping`` for
 ``TypingStopped``, ``smsession`` for ``smssession``. Parsing here accepts all of them and
 normalises to canonical names and UTC instants; the raw JSON is kept alongside.
+
+This is the one boundary where data from outside becomes typed: :func:`parse_message` and
+:func:`parse_session` take any JSON value of any size and shape and either return a record or
+raise :class:`MalformedPayload` with the reason, never anything else. A field that cannot be
+read (a timestamp offset of +24:00, a year 0) leaves its column empty; only a message without a
+usable index or type is refused.
 """
 
 from __future__ import annotations
@@ -35,10 +41,30 @@ TYPE_SPELLINGS = {name.lower(): name for name in MESSAGE_TYPES} | {
 }
 FINAL_STATES = frozenset({"Completed", "Revoked"})
 TRANSCRIPT_SAVE_DONE_INDEX = -1
+# Indices are stored as SQLite integers (64-bit); no real log comes near this.
+MAX_INDEX = 2**62
+_INDEX_DIGITS = re.compile(r"-?\d{1,19}")
+MAX_ID_LENGTH = 1024
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 class MalformedPayload(ValueError):
     """A payload that cannot be placed in the archive (no usable index or id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """Something GWS sent that could not be parsed, kept raw (the ``malformed`` table).
+
+    ``index`` is the log position it occupies, set only when a one-message read
+    (``startIndex=N&count=1``) pinned it there: such an entry moves the session's cursor past
+    ``N``. Nothing else that is malformed moves a cursor. ``raw_json`` is text, or the exact
+    bytes when they are not valid UTF-8.
+    """
+
+    problem: str
+    raw_json: str | bytes
+    index: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,20 +127,30 @@ def dumps(value: Any, *, sort_keys: bool = False) -> str:
     try:
         return orjson.dumps(value, option=option | orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:
-        # orjson refuses what JSON allows but it cannot hold (integers beyond 64 bits).
-        return json.dumps(
-            value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys, default=str
-        )
+        # orjson refuses what JSON allows but it cannot hold: integers beyond 64 bits, strings
+        # with lone surrogates (escaped here, so the text stays valid UTF-8), nesting past 255.
+        return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys, default=str)
 
 
 def parse_message(obj: object) -> Message:
-    """Build a Message from one element of a ``messages`` array; raise MalformedPayload."""
+    """Build a Message from one element of a ``messages`` array; raise MalformedPayload only."""
+    try:
+        return _parse_message(obj)
+    except MalformedPayload:
+        raise
+    except Exception as exc:  # any value from outside: nothing else may escape
+        raise MalformedPayload(f"message cannot be read: {type(exc).__name__}: {exc}") from exc
+
+
+def _parse_message(obj: object) -> Message:
     if not isinstance(obj, Mapping):
         raise MalformedPayload(f"message is {type(obj).__name__}, not an object")
     index = _parse_index(obj.get("index"))
     raw_type = obj.get("type")
     if not isinstance(raw_type, str) or not raw_type:
         raise MalformedPayload(f"message {index} has no type")
+    if len(raw_type) > MAX_ID_LENGTH:
+        raise MalformedPayload(f"message {index} has a type of {len(raw_type)} characters")
     msg_type = TYPE_SPELLINGS.get(raw_type.lower(), raw_type)
     if msg_type == "TranscriptSaveDone":
         index = TRANSCRIPT_SAVE_DONE_INDEX
@@ -137,20 +173,43 @@ def parse_message(obj: object) -> Message:
 
 
 def parse_session(obj: object) -> SmsSession:
-    """Build an SmsSession from a session resource; raise MalformedPayload without an id."""
+    """Build an SmsSession from a session resource; raise MalformedPayload only (no usable id).
+
+    Participants or user data that cannot be kept (nested too deep to serialise) are left empty:
+    the session and its messages matter more than those fields.
+    """
+    try:
+        return _parse_session(obj)
+    except MalformedPayload:
+        raise
+    except Exception as exc:  # any value from outside: nothing else may escape
+        raise MalformedPayload(f"session cannot be read: {type(exc).__name__}: {exc}") from exc
+
+
+def _parse_session(obj: object) -> SmsSession:
     if not isinstance(obj, Mapping):
         raise MalformedPayload(f"session is {type(obj).__name__}, not an object")
     session_id = obj.get("id")
-    if not isinstance(session_id, str) or not session_id:
+    if not isinstance(session_id, str) or not session_id.strip():
         raise MalformedPayload("session has no id")
+    if len(session_id) > MAX_ID_LENGTH or _SURROGATES.search(session_id) or "\x00" in session_id:
+        raise MalformedPayload(f"session id {session_id[:80]!r} is not usable")
     participants = obj.get("participants")
     user_data = obj.get("userData")
+    state = _optional_str(obj.get("state"))
     return SmsSession(
         id=session_id,
-        state=_optional_str(obj.get("state")),
-        participants_json=dumps(participants if isinstance(participants, list) else []),
-        user_data_json=dumps(user_data if isinstance(user_data, Mapping) else {}, sort_keys=True),
+        state=state if state is None or len(state) <= MAX_ID_LENGTH else None,
+        participants_json=_json_or(participants if isinstance(participants, list) else [], "[]"),
+        user_data_json=_json_or(user_data if isinstance(user_data, Mapping) else {}, "{}", True),
     )
+
+
+def _json_or(value: object, fallback: str, sort_keys: bool = False) -> str:
+    try:
+        return dumps(value, sort_keys=sort_keys)
+    except (RecursionError, TypeError, ValueError):
+        return fallback
 
 
 def session_objects(body: object) -> list[object]:
@@ -172,19 +231,40 @@ def session_objects(body: object) -> list[object]:
 
 
 def _parse_index(value: object) -> int:
+    """An index from an integer, an integral float, or digits in a string (``"5"``, ``"5L"``)."""
     if isinstance(value, bool):
         raise MalformedPayload("message index is a boolean")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+L?\s*", value):
-        return int(value.strip().rstrip("L"))
-    raise MalformedPayload(f"message index is {value!r}, not an integer")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, str):
+        digits = value.strip().removesuffix("L")
+        if not _INDEX_DIGITS.fullmatch(digits):
+            raise MalformedPayload(f"message index {_clip(value)} is not an integer")
+        value = int(digits)
+    if not isinstance(value, int):
+        raise MalformedPayload(f"message index {_clip(value)} is not an integer")
+    if abs(value) > MAX_INDEX:
+        raise MalformedPayload(f"message index {_clip(value)} is out of range")
+    return value
+
+
+def _clip(value: object, limit: int = 40) -> str:
+    """A short, printable rendering of a bad value, for a reason text."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**limit:
+        return f"of {len(str(abs(value))[:5000])}+ digits"
+    text = repr(value) if isinstance(value, str | int | float | None) else type(value).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _optional_str(value: object) -> str | None:
+    """A text column: strings as they are (lone surrogates replaced), scalars as text."""
     if value is None:
         return None
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return _SURROGATES.sub("\ufffd", value)
+    if isinstance(value, bool | int | float):
+        return _clip(value, 100) if isinstance(value, int) else str(value)
+    return None
 
 
 def _text_of(obj: Mapping[str, Any]) -> str | None:
@@ -221,8 +301,8 @@ def parse_epoch(value: object) -> datetime | None:
         value = float(match.group(1))
     if not isinstance(value, int | float):
         return None
-    seconds = value / 1000 if abs(value) >= 1e11 else float(value)
     try:
+        seconds = value / 1000 if abs(value) >= 1e11 else float(value)
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
         return None
@@ -242,25 +322,31 @@ def parse_timestamp(text: str) -> datetime | None:
         return None
     year, month, day, hour, minute, second, fraction, offset = match.groups()
     micros = int((fraction or "0")[:6].ljust(6, "0"))
+    zone = _zone(offset)
+    if zone is None:
+        return None
     try:
         local = datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micros
         )
-    except ValueError:
+        return local.replace(tzinfo=zone).astimezone(UTC)
+    except (OverflowError, ValueError):
         return None
-    return local.replace(tzinfo=_zone(offset)).astimezone(UTC)
 
 
-def _zone(offset: str | None) -> timezone:
-    """A fixed zone from ``Z``, ``+hh``, ``+hhmm`` or ``+hh:mm``; none given means UTC."""
+def _zone(offset: str | None) -> timezone | None:
+    """A fixed zone from ``Z``, ``+hh``, ``+hhmm`` or ``+hh:mm`` (UTC if none); None if invalid."""
     if offset is None or offset == "Z":
         return UTC
     digits = offset[1:].replace(":", "")
-    minutes = int(digits[:2]) * 60 + int(digits[2:4] or 0)
-    return timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
+    hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+    if hours > 23 or minutes > 59:
+        return None
+    total = hours * 60 + minutes
+    return timezone(timedelta(minutes=-total if offset[0] == "-" else total))
 
 
 def format_instant(instant: datetime) -> str:
     """UTC ISO-8601 with milliseconds and ``Z``: ``2026-01-02T03:04:05.678Z``."""
     utc = instant.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"

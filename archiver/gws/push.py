@@ -55,8 +55,9 @@ from archiver.gws.bayeux import (
     Response,
     read_response,
 )
-from archiver.gws.client import GwsClient, decode_json
+from archiver.gws.client import GwsClient
 from archiver.gws.notifications import Hint, hint_for
+from archiver.gws.wire import decode_json, read_body
 
 __all__ = ["Hint", "PushClient", "PushStats"]
 
@@ -347,7 +348,7 @@ class PushClient:
             ) as answer:
                 status = answer.status
                 retry_after = answer.headers.get("Retry-After")
-                body = await answer.read()
+                body = await read_body(answer, client.host.config.max_body_bytes, self.url)
         except (TimeoutError, aiohttp.ClientError) as exc:
             client.host.requests[ENDPOINT, type(exc).__name__] += 1
             raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": "), url=self.url) from exc

@@ -2,10 +2,12 @@
 
 A purge deletes, for each expired session, its undelivered hook deliveries, its messages (their
 search rows go with them, by trigger), events, conflicts and malformed payloads, then the
-session row itself. It runs on its own write connection in short ``BEGIN IMMEDIATE``
-transactions of at most ``batch`` rows, so the daemon's writer never waits longer than one small
-batch. Every batch re-checks, inside its transaction, that the session is still expired and not
-under legal hold: a hold placed while a purge runs stops it for that session at the next batch.
+session row itself, leaving a tombstone in ``purged_sessions`` so that a session GWS still lists
+is not archived (and its events sent) again. It runs on its own write connection in short
+``BEGIN IMMEDIATE`` transactions of at most ``batch`` rows, so the daemon's writer never waits
+longer than one small batch. Every batch re-checks, inside its transaction, that the session is
+still expired and not under legal hold: a hold placed while a purge runs stops it for that
+session at the next batch.
 """
 
 from __future__ import annotations
@@ -99,7 +101,10 @@ class _Connection:
         """Run ``fn(conn, *args)`` on the worker thread."""
         if self._conn is None:
             raise StoreError("the retention connection is not open")
-        return await self._call(fn, self._conn, *args)
+        try:
+            return await self._call(fn, self._conn, *args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"retention failed on {self.path}: {exc}") from exc
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -156,15 +161,29 @@ def _delete_rows(
 
 
 def _delete_sessions(conn: sqlite3.Connection, session_ids: list[str], cutoff: str) -> int:
+    """Delete the emptied session rows, leaving a tombstone each: GWS may still list them."""
     if not session_ids:
         return 0
     marks = ",".join("?" * len(session_ids))
-    return _write(
-        conn,
-        f"DELETE FROM sessions AS s WHERE s.session_id IN ({marks}) AND {_EXPIRED}"
-        " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.session_id = s.session_id)",
-        [*session_ids, cutoff],
+    emptied = (
+        f"s.session_id IN ({marks}) AND {_EXPIRED}"
+        " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.session_id = s.session_id)"
     )
+    params = [*session_ids, cutoff]
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT OR IGNORE INTO purged_sessions (session_id, purged_at)"
+            f" SELECT s.session_id, ? FROM sessions s WHERE {emptied}",
+            [format_instant(datetime.now(UTC)), *params],
+        )
+        changed = conn.execute(f"DELETE FROM sessions AS s WHERE {emptied}", params).rowcount
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise StoreError(f"retention failed: {exc}") from exc
+    return int(changed)
 
 
 def _set_hold(conn: sqlite3.Connection, session_id: str, held: bool) -> bool:

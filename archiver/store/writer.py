@@ -10,6 +10,7 @@ burst of one-message pages costs one commit and one hop off the event loop, not 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,19 +34,17 @@ from archiver.events import (
     lifecycle_event_id,
     message_event_id,
 )
-from archiver.gws.models import TRANSCRIPT_SAVE_DONE_INDEX, Message, SmsSession, format_instant
+from archiver.gws.models import (
+    TRANSCRIPT_SAVE_DONE_INDEX,
+    Malformed,
+    Message,
+    SmsSession,
+    format_instant,
+)
 from archiver.lifecycle import Resource
 from archiver.store.migrate import migrate
 
 log = structlog.get_logger()
-
-
-@dataclass(frozen=True, slots=True)
-class Malformed:
-    """A payload GWS sent that could not be parsed; kept in the ``malformed`` table."""
-
-    problem: str
-    raw_json: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +84,8 @@ class PageResult:
     next_index: int
     duplicates: int
     conflicts: int
+    malformed_new: int = 0  # malformed entries recorded now (not seen before)
+    purged: bool = False  # the session was purged by retention: nothing was stored
 
 
 @dataclass(slots=True)
@@ -100,6 +101,7 @@ class SessionState:
     update_count: int
     ended_at: str | None
     has_transcript_saved: bool = False
+    purged: bool = False  # a tombstone: retention deleted it, it is never archived again
 
     def snapshot(self) -> SmsSession:
         """The session as last stored."""
@@ -114,10 +116,29 @@ class _Txn:
     events: list[EventRow] = field(default_factory=list)
 
 
-def _page_failed(page: Page, exc: sqlite3.Error) -> StoreError:
-    error = StoreError(f"storing a page of session {page.session.id} failed: {exc}")
+def _page_failed(page: Page, exc: Exception) -> StoreError:
+    error = StoreError(f"storing a page of session {page.session.id} failed: {exc!r}")
     error.__cause__ = exc
     return error
+
+
+def _transient(exc: Exception) -> bool:
+    """True for trouble of the database (busy, locked, I/O), not of the page's content."""
+    return isinstance(exc, sqlite3.OperationalError | sqlite3.InterfaceError)
+
+
+def _storable(raw: str | bytes) -> str | bytes:
+    """Raw text SQLite can hold: a string with lone surrogates is kept as its exact code units."""
+    if isinstance(raw, str):
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError:
+            return raw.encode("utf-8", "surrogatepass")
+    return raw
+
+
+def _digest(raw: str | bytes) -> str:
+    return hashlib.sha256(raw if isinstance(raw, bytes) else raw.encode("utf-8")).hexdigest()
 
 
 def utc_now() -> str:
@@ -212,6 +233,31 @@ class ArchiveWriter(Resource):
         finally:
             self._flushing = False
 
+    async def record_malformed(self, account: str, entries: Sequence[Malformed]) -> int:
+        """Keep entries of a session list that name no usable session (``session_id`` '')."""
+        new: int = await self._run(self._record_malformed_sync, account, list(entries))
+        return new
+
+    def _record_malformed_sync(self, account: str, entries: list[Malformed]) -> int:
+        db = self._db
+        now = utc_now()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            new = 0
+            for entry in entries:
+                raw = _storable(entry.raw_json)
+                new += db.execute(
+                    "INSERT INTO malformed (session_id, problem, raw_json, received_at, account,"
+                    " digest) VALUES ('', ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (entry.problem, raw, now, account, _digest(raw)),
+                ).rowcount
+            db.execute("COMMIT")
+        except Exception:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return new
+
     async def session_states(self, session_ids: Sequence[str]) -> dict[str, SessionState]:
         """The stored states (copies) of those sessions that were ever archived, in one hop."""
         states: dict[str, SessionState] = await self._run(self._load_sessions, list(session_ids))
@@ -225,7 +271,10 @@ class ArchiveWriter(Resource):
     async def _run(self, fn: Any, *args: Any) -> Any:
         if self._executor is None or self._closed:
             raise StoreError("the archive writer is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading the archive {self.path} failed: {exc}") from exc
 
     def _open_sync(self) -> None:
         try:
@@ -269,7 +318,7 @@ class ArchiveWriter(Resource):
             (session_id,),
         ).fetchone()
         if row is None:
-            return None
+            return self._tombstone(session_id)
         sid, account, state_name, participants, user_data, next_index, updates, ended = row[:8]
         state = SessionState(
             sid,
@@ -284,6 +333,14 @@ class ArchiveWriter(Resource):
         )
         self._sessions[session_id] = state
         return state
+
+    def _tombstone(self, session_id: str) -> SessionState | None:
+        row = self._db.execute(
+            "SELECT purged_at FROM purged_sessions WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return SessionState(session_id, "", None, "[]", "{}", 1, 0, row[0], purged=True)
 
     def _open_sessions_sync(self, account: str) -> list[SessionState]:
         ids = [
@@ -304,21 +361,28 @@ class ArchiveWriter(Resource):
             db.execute("BEGIN IMMEDIATE")
             for page in pages:
                 try:
-                    db.execute("SAVEPOINT page")
-                    result, state = self._store_page_sync(page)
-                    db.execute("RELEASE page")
-                except sqlite3.Error as exc:
-                    db.execute("ROLLBACK TO page")
-                    db.execute("RELEASE page")
-                    self._sessions.pop(page.session.id, None)
-                    outcomes.append(_page_failed(page, exc))
-                    continue
-                if result.events:
-                    self._last_seq = result.events[-1].seq
+                    result, state = self._in_savepoint(page)
+                except Exception as exc:
+                    if _transient(exc) or not page.messages:
+                        outcomes.append(_page_failed(page, exc))
+                        continue
+                    # Something in the page's content: store it message by message instead.
+                    db.execute("SAVEPOINT isolated")
+                    seq_before = self._last_seq
+                    try:
+                        result, state = self._store_isolated(page, exc)
+                    except Exception as again:
+                        db.execute("ROLLBACK TO isolated")
+                        db.execute("RELEASE isolated")
+                        self._last_seq = seq_before
+                        self._sessions.pop(page.session.id, None)
+                        outcomes.append(_page_failed(page, again))
+                        continue
+                    db.execute("RELEASE isolated")
                 outcomes.append(result)
                 stored.append(state)
             db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             # Nothing of the batch is stored: forget cached rows it changed, and its seqs.
@@ -334,19 +398,63 @@ class ArchiveWriter(Resource):
                 self._sessions.pop(state.session_id, None)
         return outcomes
 
+    def _in_savepoint(self, page: Page) -> tuple[PageResult, SessionState]:
+        """Store one page in a savepoint of its own: it stands or falls alone."""
+        db = self._db
+        db.execute("SAVEPOINT page")
+        try:
+            outcome = self._store_page_sync(page)
+        except BaseException:
+            db.execute("ROLLBACK TO page")
+            db.execute("RELEASE page")
+            self._sessions.pop(page.session.id, None)
+            raise
+        db.execute("RELEASE page")
+        # Later pages of this batch build on it; a failed batch forgets both (see below).
+        result, state = outcome
+        self._sessions[page.session.id] = state
+        if result.events:
+            self._last_seq = result.events[-1].seq
+        return outcome
+
+    def _store_isolated(self, page: Page, cause: Exception) -> tuple[PageResult, SessionState]:
+        """Store a page that failed one message at a time; those that fail become malformed."""
+        refused: list[Malformed] = []
+        results: list[PageResult] = []
+        for message in page.messages:
+            try:
+                result, _ = self._in_savepoint(replace(page, messages=[message], malformed=()))
+                results.append(result)
+            except Exception as exc:
+                if _transient(exc):
+                    raise
+                # Not pinned to its index: an index that broke the store is no place to trust.
+                problem = f"message {message.index} cannot be stored: {exc!r}"
+                refused.append(Malformed(problem, message.raw_json))
+        log.warning("page_stored_one_by_one", session_id=page.session.id, error=repr(cause))
+        last, state = self._in_savepoint(
+            replace(page, messages=(), malformed=[*page.malformed, *refused])
+        )
+        results.append(last)
+        combined = PageResult(
+            events=[event for result in results for event in result.events],
+            next_index=last.next_index,
+            duplicates=sum(result.duplicates for result in results),
+            conflicts=sum(result.conflicts for result in results),
+            malformed_new=last.malformed_new,
+        )
+        return combined, state
+
     def _store_page_sync(self, page: Page) -> tuple[PageResult, SessionState]:
         """The statements of one page, inside the batch's transaction."""
         db = self._db
         txn = _Txn(now=utc_now())
         stored = self._load_session(page.session.id)
+        if stored is not None and stored.purged:
+            return PageResult([], stored.next_index, 0, 0, purged=True), stored
         state = self._upsert_session(txn, page, stored)
         duplicates, conflicts = self._insert_messages(txn, page, state)
-        if page.malformed:
-            db.executemany(
-                "INSERT INTO malformed (session_id, problem, raw_json, received_at)"
-                " VALUES (?, ?, ?, ?)",
-                [(page.session.id, m.problem, m.raw_json, txn.now) for m in page.malformed],
-            )
+        malformed_new = self._insert_malformed(txn, page, state)
         if page.end_reason is not None and state.ended_at is None:
             state.ended_at = txn.now
             self._add_session_event(txn, SessionEnded, state, "ended", reason=page.end_reason)
@@ -371,7 +479,36 @@ class ArchiveWriter(Resource):
                 " occurred_at, payload_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 txn.events,
             )
-        return PageResult(txn.events, state.next_index, duplicates, conflicts), state
+        result = PageResult(txn.events, state.next_index, duplicates, conflicts, malformed_new)
+        return result, state
+
+    def _insert_malformed(self, txn: _Txn, page: Page, state: SessionState) -> int:
+        """Record each malformed entry once; one pinned to an index moves the cursor past it."""
+        new = 0
+        for entry in page.malformed:
+            raw = _storable(entry.raw_json)
+            (changed,) = self._db.execute(
+                "INSERT INTO malformed (session_id, problem, raw_json, received_at,"
+                " message_index, account, digest) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (session_id, digest) DO UPDATE"
+                " SET message_index = coalesce(message_index, excluded.message_index)"
+                " WHERE message_index IS NULL AND excluded.message_index IS NOT NULL"
+                " RETURNING received_at = ?",
+                (
+                    page.session.id,
+                    entry.problem,
+                    raw,
+                    txn.now,
+                    entry.index,
+                    page.account,
+                    _digest(raw),
+                    txn.now,
+                ),
+            ).fetchone() or (0,)
+            new += bool(changed)
+            if entry.index is not None and entry.index >= state.next_index:
+                state.next_index = entry.index + 1
+        return new
 
     def _upsert_session(self, txn: _Txn, page: Page, stored: SessionState | None) -> SessionState:
         snapshot = page.session
@@ -422,8 +559,16 @@ class ArchiveWriter(Resource):
 
     def _insert_messages(self, txn: _Txn, page: Page, state: SessionState) -> tuple[int, int]:
         """Insert what is new; count re-reads; record differing re-reads as conflicts."""
-        unique = list({m.index: m for m in reversed(page.messages)}.values())
-        unique.sort(key=lambda m: (m.index == TRANSCRIPT_SAVE_DONE_INDEX, m.index))
+        first: dict[int, Message] = {}
+        repeats: list[Message] = []  # the same index again within this page
+        for message in page.messages:
+            if message.index in first:
+                repeats.append(message)
+            else:
+                first[message.index] = message
+        unique = sorted(
+            first.values(), key=lambda m: (m.index == TRANSCRIPT_SAVE_DONE_INDEX, m.index)
+        )
         seen = [m for m in unique if self._maybe_stored(state, m.index)]
         stored = self._stored_messages(state.session_id, seen)
         duplicates = conflicts = 0
@@ -436,14 +581,13 @@ class ArchiveWriter(Resource):
                 duplicates += 1
             else:
                 conflicts += 1
-                self._db.execute(
-                    "INSERT INTO conflicts (session_id, message_index, raw_json, detected_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (state.session_id, message.index, message.raw_json, txn.now),
-                )
-                log.warning(
-                    "message_conflict", session_id=state.session_id, message_index=message.index
-                )
+                self._record_conflict(txn, state, message)
+        for message in repeats:
+            if first[message.index].same_content(message):
+                duplicates += 1
+            else:
+                conflicts += 1
+                self._record_conflict(txn, state, message)
         if fresh:
             (last_rowid,) = self._db.execute(
                 "SELECT coalesce(max(rowid), 0) FROM messages"
@@ -482,6 +626,14 @@ class ArchiveWriter(Resource):
                 else:
                     state.next_index = max(state.next_index, message.index + 1)
         return duplicates, conflicts
+
+    def _record_conflict(self, txn: _Txn, state: SessionState, message: Message) -> None:
+        self._db.execute(
+            "INSERT INTO conflicts (session_id, message_index, raw_json, detected_at)"
+            " VALUES (?, ?, ?, ?)",
+            (state.session_id, message.index, message.raw_json, txn.now),
+        )
+        log.warning("message_conflict", session_id=state.session_id, message_index=message.index)
 
     @staticmethod
     def _maybe_stored(state: SessionState, index: int) -> bool:
