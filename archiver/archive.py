@@ -12,6 +12,12 @@ Every query runs on one read-only connection (``mode=ro``) in WAL mode: readers 
 the writer and see only committed pages. Long listings (``sessions``, ``messages``,
 ``transcripts``) are read in keyset pages, so they stream in constant memory and no read
 transaction stays open between pages.
+
+Text rendering treats every GWS-supplied string as hostile: control characters (C0, DEL, C1,
+so ESC, CR and NEL too), the line and paragraph separators and bidi overrides are shown as
+escapes (``\\r``, ``\\x1b``, ``\\u202e``; see :func:`printable`), and a message's own line
+breaks become continuation lines indented under it. No line a customer writes can start like
+a speaker line or move the terminal's cursor.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import html
 import os
+import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +73,14 @@ DISCREET_TYPES = frozenset(
 )
 _DIM, _RESET = "\x1b[2m", "\x1b[0m"
 _CONTINUATION = " " * 10
+# What a terminal (or a reader) could take for layout, cursor movement or reordering: C0, DEL,
+# C1 (with NEL), the Unicode line and paragraph separators, and the bidi embeddings, overrides
+# and isolates.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE_OR_NEWLINE_KEPT = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+_NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _HTML_STYLE = (
     "body{font:15px/1.45 system-ui,sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem}"
     "ol{list-style:none;padding:0}li{margin:.2rem 0}time{color:#777;margin-right:.6rem}"
@@ -96,12 +111,16 @@ class Transcript:
             for p in session.participants
             if isinstance(p, dict)
         )
-        return [f"Session {session.session_id}", f"  {', '.join(facts)}"] + (
+        lines = [f"Session {session.session_id}", f"  {', '.join(facts)}"] + (
             [f"  participants: {people}"] if people else []
         )
+        return [printable(line) for line in lines]
 
     def text_lines(self, *, hide_events: bool = False, color: bool = False) -> Iterator[str]:
-        """The conversation as plain text lines: a date line, then ``HH:MM:SS  who: text``."""
+        """The conversation as plain text lines: a date line, then ``HH:MM:SS  who: text``.
+
+        GWS-supplied text is made :func:`printable`; ``color`` dims the discreet lines.
+        """
         yield from self.header_lines()
         day = None
         for message in self.messages:
@@ -115,11 +134,11 @@ class Transcript:
             clock = message.sent_at[11:19] if message.sent_at else "--:--:--"
             marker = " [agents only]" if message.agents_only else ""
             if discreet:
-                line = f"{clock}    · {_event_words(message)}{marker}"
+                line = printable(f"{clock}    · {_event_words(message)}{marker}")
                 yield f"{_DIM}{line}{_RESET}" if color else line
                 continue
-            first, *rest = _body(message).split("\n")
-            yield f"{clock}  {_who(message)}{marker}: {first}"
+            first, *rest = _body_lines(message)
+            yield printable(f"{clock}  {_who(message)}{marker}: ") + first
             yield from (_CONTINUATION + line for line in rest)
 
     def html_section(self, *, hide_events: bool = False) -> str:
@@ -134,21 +153,21 @@ class Transcript:
             classes = ["event" if discreet else "message"]
             if message.agents_only:
                 classes.append("agents-only")
-            stamp = html.escape(message.sent_at or "")
+            stamp = _html(message.sent_at or "")
             clock = message.sent_at[11:19] if message.sent_at else "--:--:--"
             if discreet:
-                content = f'<span class="text">{html.escape(_event_words(message))}</span>'
+                content = f'<span class="text">{_html(_event_words(message))}</span>'
             else:
                 content = (
-                    f'<span class="who">{html.escape(_who(message))}</span> '
+                    f'<span class="who">{_html(_who(message))}</span> '
                     f'<span class="text">{_html_body(message)}</span>'
                 )
             items.append(
                 f'<li class="{" ".join(classes)}" data-index="{message.message_index}"'
-                f' data-type="{html.escape(message.type)}">'
-                f'<time datetime="{stamp}">{clock}</time>{content}</li>'
+                f' data-type="{_html(message.type)}">'
+                f'<time datetime="{stamp}">{_html(clock)}</time>{content}</li>'
             )
-        sid = html.escape(session.session_id)
+        sid = _html(session.session_id)
         return (
             f'<section class="session" data-session-id="{sid}">\n'
             f'<h1>Session {sid}</h1>\n<p class="meta">{meta}</p>\n'
@@ -160,9 +179,35 @@ def html_page(title: str) -> tuple[str, str]:
     """The head and the tail of an HTML document; transcript sections go between them."""
     head = (
         '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_HTML_STYLE}</style>\n</head>\n<body>\n"
+        f"<title>{_html(title)}</title>\n<style>{_HTML_STYLE}</style>\n</head>\n<body>\n"
     )
     return head, "</body>\n</html>\n"
+
+
+def printable(text: str) -> str:
+    """``text`` with every control, line-separator and bidi character replaced by its escape.
+
+    Tab, newline and CR become ``\\t``, ``\\n``, ``\\r``; other characters below U+0100 become
+    ``\\xHH`` (``\\x1b``, ``\\x85``), the rest ``\\uHHHH`` (``\\u2028``, ``\\u202e``).
+    """
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match[0]
+    code = ord(char)
+    return _NAMED_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def _html(text: str) -> str:
+    """HTML-escaped (quotes too, so safe in attributes), with newlines kept for ``pre-wrap``."""
+    kept = text.replace("\r\n", "\n")
+    return html.escape(_UNPRINTABLE_OR_NEWLINE_KEPT.sub(_escape, kept), quote=True)
+
+
+def _body_lines(message: ArchivedMessage) -> list[str]:
+    """A message's words as printable lines: split at its line breaks (LF or CRLF)."""
+    return [printable(line) for line in _body(message).replace("\r\n", "\n").split("\n")]
 
 
 def _who(message: ArchivedMessage) -> str:
@@ -183,9 +228,9 @@ def _body(message: ArchivedMessage) -> str:
 def _html_body(message: ArchivedMessage) -> str:
     url = message.url or ""
     if message.type == "PushUrl" and url.startswith(("https://", "http://")):
-        link = f'<a href="{html.escape(url)}" rel="noopener">{html.escape(url)}</a>'
-        return " ".join(part for part in (link, html.escape(message.text or "")) if part)
-    return html.escape(_body(message))
+        link = f'<a href="{_html(url)}" rel="noopener">{_html(url)}</a>'
+        return " ".join(part for part in (link, _html(message.text or "")) if part)
+    return _html(_body(message))
 
 
 def _event_words(message: ArchivedMessage) -> str:

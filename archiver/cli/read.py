@@ -5,6 +5,10 @@ Each finds the archive from ``--archive``, else ``--config``'s ``[archive] path`
 ``./archive.sqlite3``. Output is a readable table or text by default; ``--json`` prints JSON
 lines (one object per line: a session, a message, a hit, an event, or the one stats object).
 Exit status: 0 on success, 2 on bad usage, configuration or search syntax, 1 otherwise.
+
+Text output shows GWS-supplied strings through :func:`archiver.archive.printable`, so a customer
+cannot forge lines or drive the terminal. Export files are created private (0600); CSV cells
+that a spreadsheet would run as formulas are defused unless ``--raw-csv``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ from typing import Any, TextIO
 
 import orjson
 
-from archiver.archive import MESSAGE_COLUMNS, Archive, SessionFilter, Transcript, html_page
+from archiver.archive import (
+    MESSAGE_COLUMNS,
+    Archive,
+    SessionFilter,
+    Transcript,
+    html_page,
+    printable,
+)
 from archiver.config import load_config
 from archiver.errors import ArchiverError, ConfigError
 from archiver.events import EVENT_TYPES, Event, MessageEvent, SessionEvent
@@ -36,6 +47,13 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_ARCHIVE = Path("archive.sqlite3")
 FORMATS = ("jsonl", "csv", "text", "html")
 _BOLD, _RESET = "\x1b[1m", "\x1b[0m"
+# Search highlight markers (private-use characters), turned into bold or brackets once the
+# snippet is printable: the terminal codes must not be escaped with the customer's.
+_MARK_START, _MARK_END = "\ue000", "\ue001"
+# OWASP CSV injection: a cell starting with one of these is a formula to a spreadsheet.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Export files and directories: the archive's contents are private.
+_FILE_MODE, _DIR_MODE = 0o600, 0o700
 
 Command = Callable[[argparse.Namespace, Path], Coroutine[Any, Any, int]]
 Handler = Callable[[argparse.Namespace], int]
@@ -77,6 +95,12 @@ def add_read_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     export.add_argument("--out", type=Path, metavar="DIR", help="write files here, not stdout")
     export.add_argument("--session", dest="session_ids", action="append", default=[])
     export.add_argument("--hide-events", action="store_true", help="text/html: no typing etc.")
+    export.add_argument(
+        "--raw-csv",
+        action="store_true",
+        help="csv: write cells verbatim (by default a cell starting with = + - @ tab or CR"
+        " gets a leading ' so spreadsheets do not run it as a formula)",
+    )
     add("stats", _stats, "counts per message type, session state and day")
     events = subparsers.add_parser("events", help="the archive's event log")
     events_commands = events.add_subparsers(dest="events_command", required=True)
@@ -220,7 +244,7 @@ async def _sessions(args: argparse.Namespace, path: Path) -> int:
             async for session in found
         ]
     headers = ["SESSION", "ACCOUNT", "STATE", "MESSAGES", "FIRST (UTC)", "LAST (UTC)", "WHO"]
-    _print_table(headers, rows)
+    _print_table(headers, [[printable(cell) for cell in row] for row in rows])
     return EXIT_OK
 
 
@@ -241,7 +265,8 @@ async def _transcript(args: argparse.Namespace, path: Path) -> int:
 async def _search(args: argparse.Namespace, path: Path) -> int:
     query = '"' + args.text.replace('"', '""') + '"' if args.phrase else args.text
     color = _color() and not args.json
-    highlight = (_BOLD, _RESET) if color else ("[", "]")
+    highlight = (_MARK_START, _MARK_END) if not args.json else ("[", "]")
+    start, end = (_BOLD, _RESET) if color else ("[", "]")
     async with Archive(path) as archive:
         hits = await archive.search(
             query, _filters(args), types=args.types, limit=args.limit, highlight=highlight
@@ -251,12 +276,14 @@ async def _search(args: argparse.Namespace, path: Path) -> int:
             _print_json(hit.to_json())
             continue
         message = hit.message
-        print(
+        where = (
             f"{message.session_id} #{message.message_index}  {_when(message.sent_at)}"
             f"  {message.from_nickname or message.from_type or '?'}"
             f" ({hit.account}, {hit.state or '-'}){' [agents only]' if message.agents_only else ''}"
         )
-        print("    " + hit.snippet.replace("\n", " "))
+        snippet = printable(hit.snippet.replace("\r\n", " ").replace("\n", " "))
+        print(printable(where))
+        print("    " + snippet.replace(_MARK_START, start).replace(_MARK_END, end))
     if not hits and not args.json:
         print("no matches", file=sys.stderr)
     return EXIT_OK
@@ -267,7 +294,7 @@ async def _export(args: argparse.Namespace, path: Path) -> int:
         return _fail(f"--json conflicts with --format {args.format}", EXIT_USAGE)
     fmt = args.format
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
+        args.out.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
     async with Archive(path) as archive:
         if fmt in ("jsonl", "csv"):
             count = await _export_rows(archive, args, fmt)
@@ -284,12 +311,16 @@ async def _export_rows(archive: Archive, args: argparse.Namespace, fmt: str) -> 
     count = 0
     target = args.out / f"messages.{fmt}" if args.out is not None else None
     with _output(target) as out:
-        writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
-        if writer is not None:
+        writer = None
+        if fmt == "csv":
+            # Every cell quoted (as OWASP asks), also with --raw-csv: the csv module does not quote
+            # a lone CR, which readers take for the end of the row.
+            writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
             writer.writerow(MESSAGE_COLUMNS)
         async for message in archive.messages(_filters(args)):
             if writer is not None:
-                writer.writerow(message.to_json().values())
+                cells = message.to_json().values()
+                writer.writerow(cells if args.raw_csv else [csv_cell(cell) for cell in cells])
             else:
                 out.write(orjson.dumps(message.to_json()).decode() + "\n")
             count += 1
@@ -330,11 +361,31 @@ def _file_name(session_id: str) -> str:
     return safe
 
 
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: a leading ``'`` if it would start a formula.
+
+    Only strings are defused (OWASP's rule); numbers such as ``message_index`` -1 stay numbers.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _output(target: Path | None) -> AbstractContextManager[TextIO]:
-    """Standard output (left open), or a new UTF-8 file at ``target``."""
+    """Standard output (left open), or a UTF-8 file at ``target`` that only its owner can read.
+
+    The file is created 0600 (never readable by others, not even while it is written); an
+    existing file is truncated and made 0600 before anything is written to it.
+    """
     if target is None:
         return nullcontext(sys.stdout)
-    return open(target, "w", encoding="utf-8", newline="")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
+    try:
+        os.fchmod(fd, _FILE_MODE)
+        return open(fd, "w", encoding="utf-8", newline="")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 async def _stats(args: argparse.Namespace, path: Path) -> int:
@@ -359,7 +410,7 @@ async def _stats(args: argparse.Namespace, path: Path) -> int:
     ):
         print(f"\n{title}")
         for key, value in counts.items():
-            print(f"  {key:<20} {value:>10}")
+            print(f"  {printable(key):<20} {value:>10}")
     return EXIT_OK
 
 
@@ -391,7 +442,8 @@ def _print_event(event: Event, as_json: bool) -> None:
         summary = f"{event.account} state={event.state}"
     else:
         summary = ""
-    print(f"{event.seq:>8}  {event.occurred_at}  {event.type:<19} {event.session_id}  {summary}")
+    line = f"{event.seq:>8}  {event.occurred_at}  {event.type:<19} {event.session_id}  {summary}"
+    print(printable(line))
 
 
 async def _purge(args: argparse.Namespace, path: Path) -> int:

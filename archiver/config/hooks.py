@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from archiver.config.model import (
 )
 from archiver.config.table import TableReader
 from archiver.events import EVENT_TYPES
+
+# A POSIX environment variable name (what env_pass may list).
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def parse_hooks(reader: TableReader, env: Mapping[str, str]) -> HooksConfig:
@@ -138,7 +142,17 @@ def _parse_command(reader: TableReader) -> CommandHook:
             raise reader.fail("command", "must not be empty")
         argv = ("/bin/sh", "-c", command)
         program = command.split()[0]
-    hook = CommandHook(argv=argv, **_hook_common(reader, f"command:{Path(program).name}", 30.0))
+    env_pass = _strings(reader, "env_pass")
+    for position, variable in enumerate(env_pass):
+        if not _VARIABLE_NAME.fullmatch(variable):
+            raise reader.fail(
+                f"env_pass[{position}]", f"must be an environment variable name, not {variable!r}"
+            )
+    hook = CommandHook(
+        argv=argv,
+        env_pass=env_pass,
+        **_hook_common(reader, f"command:{Path(program).name}", 30.0),
+    )
     reader.finish()
     return hook
 

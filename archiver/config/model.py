@@ -183,6 +183,7 @@ class CommandHook(HookConfig):
     """A program run once per event, with the event's JSON on its standard input."""
 
     argv: tuple[str, ...]
+    env_pass: tuple[str, ...] = ()  # daemon environment variables it gets besides the minimal set
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -323,7 +323,11 @@ class PushClient:
         response, received_at = await self._post(batch, hold_s=hold_s)
         for item in response.items:
             if isinstance(item, Event):
-                hint = hint_for(item, received_at)
+                try:
+                    hint = hint_for(item, received_at)
+                except Exception:  # a notification of any shape costs that notification only
+                    log.warning("push_event_unreadable", channel=str(item.channel)[:200])
+                    hint = None
                 if hint is None:
                     self.stats.ignored += 1
                 else:
@@ -361,6 +365,8 @@ class PushClient:
             return read_response(payload, batch), received_at
         except ProtocolError as exc:
             raise ProtocolError(str(exc), url=self.url) from exc
+        except Exception as exc:  # a reply of any shape is a protocol error, never a crash
+            raise ProtocolError(f"unreadable Bayeux reply: {exc!r}", url=self.url) from exc
 
     async def _disconnect(self) -> None:
         """Best effort, bounded: tell the server we are gone (it expires us anyway)."""

@@ -42,6 +42,7 @@ from archiver.gws.models import (
     format_instant,
 )
 from archiver.lifecycle import Resource
+from archiver.store.files import create_private
 from archiver.store.migrate import migrate
 
 log = structlog.get_logger()
@@ -279,6 +280,7 @@ class ArchiveWriter(Resource):
     def _open_sync(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(self.path)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
