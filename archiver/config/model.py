@@ -55,7 +55,7 @@ class GwsConfig:
     verify_tls: bool = True
     max_requests_per_s: float | None = None
     max_body_bytes: int = 64 * 1024 * 1024  # a bigger answer is refused (and read in smaller pages)
-    max_retry_after_s: float = 300.0  # the longest pause a Retry-After header can impose
+    max_retry_after_s: float = 60.0  # the longest pause a Retry-After header can impose
 
 
 @dataclass(frozen=True, slots=True)

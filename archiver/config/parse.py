@@ -94,7 +94,7 @@ def _parse_gws(reader: TableReader, env: Mapping[str, str]) -> GwsConfig:
             else None
         ),
         max_body_bytes=reader.positive("max_body_bytes", int, 64 * 1024 * 1024),
-        max_retry_after_s=reader.positive("max_retry_after_s", float, 300.0),
+        max_retry_after_s=reader.positive("max_retry_after_s", float, 60.0),
     )
     reader.finish()
     return config

@@ -24,7 +24,7 @@ from archiver.errors import UndecodableError
 
 # A JSON string (kept whole), or the Java ``L`` after the digits of an unquoted number.
 _STRING_OR_JAVA_LONG = re.compile(rb'"(?:[^"\\]|\\.)*"|(?<=[0-9])L(?=\s*[,}\]])', re.DOTALL)
-_DELTA_SECONDS = re.compile(r"\d{1,12}(?:\.\d{1,6})?")
+_DELTA_SECONDS = re.compile(r"\d+(?:\.\d{1,6})?")
 # How much of a refused body an error keeps (the malformed table keeps the whole of a small one).
 KEPT_BODY_BYTES = 64 * 1024
 

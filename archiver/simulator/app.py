@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from archiver.simulator.faults import INJECTOR_KEY, FaultInjector, fault_middleware
+from archiver.simulator.hostile import session_list_poison
 from archiver.simulator.operations import Outcome, perform
 from archiver.simulator.stats import STATS_KEY, Stats, stats_middleware
 from archiver.simulator.wire import JSON_CONTENT_TYPE, envelope, status_body
@@ -221,7 +222,10 @@ async def list_sessions(request: web.Request) -> web.Response:
         uris = [f"{world.base_url}/api/v2/smssessions/{s.id}" for s in sessions]
         return json_response(orjson.dumps({"statusCode": 0, "uris": uris}))
     if fields.strip() == "*":
-        return json_response(envelope("smssessions", [world.session_json(s) for s in sessions]))
+        items = [world.session_json(s) for s in sessions]
+        if world.poisoner is not None:
+            items += session_list_poison(account.username)
+        return json_response(envelope("smssessions", items))
     wanted = [name.strip() for name in fields.split(",") if name.strip()]
     items = []
     for session in sessions:
@@ -284,7 +288,15 @@ async def get_messages(request: web.Request) -> web.Response:
     # TranscriptSaveDone rides along with any read that reaches the end of the log.
     if session.transcript is not None and end >= available:
         items.append(session.transcript.body)
-    return json_response(envelope("messages", items))
+    world = request.app[WORLD_KEY]
+    odd = world.poisoner.odd_headers() if world.poisoner is not None else None
+    if odd is not None and odd[0] != 200:
+        headers = {"Content-Type": JSON_CONTENT_TYPE, **odd[1]}
+        return web.Response(body=status_body(1, "hostile"), status=odd[0], headers=headers)
+    response = json_response(envelope("messages", items))
+    if odd is not None:
+        response.headers.update(odd[1])
+    return response
 
 
 async def post_session(request: web.Request) -> web.Response:

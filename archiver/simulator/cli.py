@@ -8,6 +8,7 @@ Options:
     --truth PATH             JSON lines, one per message created, complete at exit
     --csrf                   require CSRF tokens on POST/PUT/DELETE
     --quirks                 doc-quirks mode (glued timestamps, `L` suffixes, typo keys)
+    --hostile                poison payloads among healthy sessions (see `hostile.py`)
     --utc-offset MINUTES     offset of message timestamps (default: local zone)
     --sessions N             total scripted sessions (default: endless)
     --no-scenario            an empty world, driven only through the API
@@ -85,6 +86,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--truth", type=Path, help="write the truth as JSON lines to PATH")
     parser.add_argument("--csrf", action="store_true", help="turn CSRF protection on")
     parser.add_argument("--quirks", action="store_true", help="emit the docs' odd shapes")
+    parser.add_argument(
+        "--hostile",
+        action="store_true",
+        help="serve a catalogue of poison payloads among healthy sessions (the truth marks them)",
+    )
     parser.add_argument("--utc-offset", type=int, help="timestamp offset in minutes (local)")
     parser.add_argument(
         "--bayeux-timeout", type=float, default=30.0, help="CometD connect hold in seconds (30)"
@@ -148,6 +154,7 @@ def options_from(args: argparse.Namespace) -> SimulatorOptions:
         seed=args.seed,
         csrf=args.csrf,
         quirks=args.quirks,
+        hostile=args.hostile,
         truth_path=args.truth,
         faults=args.faults,
         scenario=scenario,

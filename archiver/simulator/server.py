@@ -33,6 +33,8 @@ class SimulatorOptions:
         quirks: render about half the messages the way the docs print them (glued or ISO
             timestamps, `timestampSeconds` with an `L` suffix, `TypingStopping`) and the
             single-session key as `smsession` half the time.
+        hostile: serve poison payloads among healthy sessions, and odd headers now and then
+            (`hostile.py` has the catalogue; the truth marks each poison message).
         truth_path: JSON lines, one per message created, written as it goes.
         faults: fault rates for `/api/v2` requests.
         scenario: the conversation driver, or None for a world driven only by the API.
@@ -50,6 +52,7 @@ class SimulatorOptions:
     seed: int = 1
     csrf: bool = False
     quirks: bool = False
+    hostile: bool = False
     truth_path: Path | None = None
     faults: FaultRates = field(default_factory=FaultRates)
     scenario: Scenario | None = None
@@ -74,6 +77,7 @@ class Simulator:
             agents=options.agents,
             seed=options.seed,
             quirks=options.quirks,
+            hostile=options.hostile,
             utc_offset_minutes=options.utc_offset_minutes,
             truth_path=options.truth_path,
         )

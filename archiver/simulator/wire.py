@@ -47,6 +47,8 @@ class Message:
     url: str | None = None
     notice_text: str | None = None
     body: bytes = b""
+    poison: str | None = None  # the hostile catalogue entry served instead, if any
+    expect: str | None = None  # what a correct archiver does with the poison
 
     def words(self) -> str | None:
         """The words the message carries: `text`, else `noticeText`, else `url` (PushUrl)."""
@@ -57,8 +59,8 @@ class Message:
         return self.url
 
     def truth_record(self) -> dict[str, Any]:
-        """The truth-file object for this message (DESIGN.md `--truth`)."""
-        return {
+        """The truth-file object for this message (DESIGN.md `--truth`, plus any poison)."""
+        record = {
             "session_id": self.session_id,
             "account": self.account,
             "index": self.index,
@@ -67,6 +69,10 @@ class Message:
             "visibility": self.visibility,
             "created_at": iso_utc(self.created_ms),
         }
+        if self.poison is not None:
+            record["poison"] = self.poison
+            record["expect"] = self.expect
+        return record
 
 
 def iso_utc(epoch_ms: int) -> str:

@@ -19,6 +19,7 @@ from typing import IO, Any, Protocol
 
 import orjson
 
+from archiver.simulator.hostile import Poisoner
 from archiver.simulator.wire import Message, Participant, compact, render_message
 
 PASSWORD = "password"
@@ -174,6 +175,7 @@ class World:
         agents: int,
         seed: int,
         quirks: bool = False,
+        hostile: bool = False,
         utc_offset_minutes: int | None = None,
         truth_path: Path | None = None,
         clock: Callable[[], float] = time.time,
@@ -196,6 +198,7 @@ class World:
         self._truth: list[Message] = []
         self._truth_file: IO[bytes] | None = truth_path.open("wb") if truth_path else None
         self.quirks = quirks
+        self.poisoner = Poisoner(seed) if hostile else None
         self.observer: SessionObserver | None = None
 
     def close(self) -> None:
@@ -293,6 +296,10 @@ class World:
             notice_text,
         )
         message.body = render_message(message, self.utc_offset_minutes, self._quirks)
+        poison = self.poisoner.choose(session_id, index) if self.poisoner else None
+        if poison is not None:
+            message.body = poison.render(index, session_id)
+            message.poison, message.expect = poison.name, poison.expect
         if index == -1:
             session.transcript = message
         else:
