@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from archiver.config import Config, Secret
+from archiver.config.model import redact_url
 
 MASK = "**********"
+URL_FIELDS = frozenset({"url", "base_url"})
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -48,7 +50,7 @@ def _plain(value: Any) -> Any:
         return MASK
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
-            item.name: _plain(getattr(value, item.name))
+            item.name: _plain_field(item.name, getattr(value, item.name))
             for item in dataclasses.fields(value)
             if getattr(value, item.name) is not None
         }
@@ -63,6 +65,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str | int | float | bool):
         return value
     return str(value)
+
+
+def _plain_field(name: str, value: Any) -> Any:
+    """A URL field is printed with its credentials masked (userinfo, query tokens)."""
+    if name in URL_FIELDS and isinstance(value, str):
+        return redact_url(value)
+    return _plain(value)
 
 
 def _is_table_array(value: Any) -> bool:

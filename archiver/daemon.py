@@ -22,6 +22,7 @@ from archiver.feed import EventFeed, EventHandler
 from archiver.gws.client import GwsClient, GwsHost
 from archiver.gws.push import PushClient
 from archiver.hooks.dispatcher import HookDispatcher
+from archiver.instance_lock import InstanceLock
 from archiver.poller import AccountPoller, FailureState, Pacing, PollStats
 from archiver.server import StatusServer
 from archiver.store.reader import ArchiveReader
@@ -71,6 +72,7 @@ class Daemon:
         """Archive until cancelled."""
         config = self.config
         async with AsyncExitStack() as stack:
+            await stack.enter_async_context(InstanceLock(config.archive.path))
             writer = await stack.enter_async_context(
                 ArchiveWriter(config.archive.path, busy_timeout_s=config.archive.busy_timeout_s)
             )

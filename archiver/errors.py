@@ -12,8 +12,9 @@
     │       ├── AuthError          HTTP 401, statusCode 20, or a CSRF 403
     │       ├── NotFoundError      HTTP 404 or statusCode 6
     │       └── ThrottledError     HTTP 429 or 503 (carries retry_after_s)
-    └── StoreError             the archive cannot be opened, migrated or written
-        └── SchemaTooNewError  the archive was written by a newer gws-archiver
+    ├── StoreError             the archive cannot be opened, migrated or written
+    │   └── SchemaTooNewError  the archive was written by a newer gws-archiver
+    └── InstanceLockedError    another daemon already runs on this archive (exit code 2)
 
 Foreign exceptions (aiohttp, sqlite3) are translated once, at the boundary that owns them,
 with ``raise ... from exc``.
@@ -100,6 +101,10 @@ class ThrottledError(GwsStatusError):
 
 class StoreError(ArchiverError):
     """Raised when the archive cannot be opened, migrated or written."""
+
+
+class InstanceLockedError(ArchiverError):
+    """Raised when another ``gws-archiver run`` holds the archive's lock file."""
 
 
 class SchemaTooNewError(StoreError):

@@ -19,7 +19,7 @@ from archiver.cli.read import add_read_commands
 from archiver.cli.service import add_service_commands
 from archiver.config import load_config
 from archiver.daemon import Daemon
-from archiver.errors import ArchiverError, ConfigError
+from archiver.errors import ArchiverError, ConfigError, InstanceLockedError
 from archiver.logs import configure_logging
 from archiver.simulator import cli as simulator_cli
 
@@ -77,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except ConfigError as exc:
         print(f"gws-archiver: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except InstanceLockedError as exc:
+        print(f"gws-archiver: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ArchiverError as exc:
         print(f"gws-archiver: {exc}", file=sys.stderr)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
 class Secret:
@@ -108,6 +109,7 @@ class ServerConfig:
     token: Secret | None = None  # bearer token; required unless bound to loopback
     keepalive_s: float = 15.0  # seconds between SSE keep-alive comments
     ready_window_s: float = 60.0  # an account is ready if its session list was read this recently
+    allowed_hosts: tuple[str, ...] = ()  # more names the Host header may give (a proxy's)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -257,3 +259,30 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a host name other than localhost may resolve anywhere
+
+
+# Query parameters whose values are credentials (matched as a part of the name, any case).
+_CREDENTIAL_PARAM = re.compile(
+    r"token|key|secret|passw|pwd|auth|sig|credential|session|code", re.IGNORECASE
+)
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit to print: a userinfo password and credential-like query values as ``***``."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hostport = netloc.rpartition("@")
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"***@{hostport}"
+        query = urlencode(
+            [
+                (name, "***" if _CREDENTIAL_PARAM.search(name) else value)
+                for name, value in parse_qsl(parts.query, keep_blank_values=True)
+            ],
+            safe="*",
+        )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return "<unreadable URL>"

@@ -21,6 +21,7 @@ from archiver.config.model import (
     PollConfig,
     PushConfig,
     Secret,
+    redact_url,
 )
 from archiver.config.server import parse_server
 from archiver.config.table import TableReader
@@ -66,9 +67,16 @@ def _parse_gws(reader: TableReader, env: Mapping[str, str]) -> GwsConfig:
     base_url = reader.get("base_url", str).rstrip("/")
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise reader.fail("base_url", f"must be http(s)://host[:port], not {base_url!r}")
+        shown = redact_url(base_url)
+        raise reader.fail("base_url", f"must be http(s)://host[:port], not {shown!r}")
     if parts.path.endswith("/api/v2"):
         raise reader.fail("base_url", "must not include /api/v2 (it is added per request)")
+    if parts.username is not None or parts.password is not None:
+        raise reader.fail(
+            "base_url", "credentials in the URL are not allowed; use [[gws.accounts]]"
+        )
+    if parts.query or parts.fragment:
+        raise reader.fail("base_url", "must not have a query or fragment")
     raw_accounts = reader.get("accounts", list)
     if not raw_accounts:
         raise reader.fail("accounts", "needs at least one [[gws.accounts]] entry")

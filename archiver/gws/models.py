@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+
+T = TypeVar("T")
 
 MESSAGE_TYPES = (
     "Text",
@@ -134,12 +136,7 @@ def dumps(value: Any, *, sort_keys: bool = False) -> str:
 
 def parse_message(obj: object) -> Message:
     """Build a Message from one element of a ``messages`` array; raise MalformedPayload only."""
-    try:
-        return _parse_message(obj)
-    except MalformedPayload:
-        raise
-    except Exception as exc:  # any value from outside: nothing else may escape
-        raise MalformedPayload(f"message cannot be read: {type(exc).__name__}: {exc}") from exc
+    return _guarded(_parse_message, "message", obj)
 
 
 def _parse_message(obj: object) -> Message:
@@ -178,12 +175,7 @@ def parse_session(obj: object) -> SmsSession:
     Participants or user data that cannot be kept (nested too deep to serialise) are left empty:
     the session and its messages matter more than those fields.
     """
-    try:
-        return _parse_session(obj)
-    except MalformedPayload:
-        raise
-    except Exception as exc:  # any value from outside: nothing else may escape
-        raise MalformedPayload(f"session cannot be read: {type(exc).__name__}: {exc}") from exc
+    return _guarded(_parse_session, "session", obj)
 
 
 def _parse_session(obj: object) -> SmsSession:
@@ -203,6 +195,16 @@ def _parse_session(obj: object) -> SmsSession:
         participants_json=_json_or(participants if isinstance(participants, list) else [], "[]"),
         user_data_json=_json_or(user_data if isinstance(user_data, Mapping) else {}, "{}", True),
     )
+
+
+def _guarded(parse: Callable[[object], T], what: str, obj: object) -> T:
+    """``parse(obj)``, with any exception but MalformedPayload turned into one."""
+    try:
+        return parse(obj)
+    except MalformedPayload:
+        raise
+    except Exception as exc:  # any value from outside: nothing else may escape
+        raise MalformedPayload(f"{what} cannot be read: {type(exc).__name__}: {exc}") from exc
 
 
 def _json_or(value: object, fallback: str, sort_keys: bool = False) -> str:

@@ -26,6 +26,7 @@ import aiohttp
 
 from archiver import __version__
 from archiver.config import WebhookHook, webhook_key
+from archiver.config.model import redact_url
 from archiver.errors import ArchiverError
 from archiver.events import Event
 from archiver.hooks.sink import DELIVERED, Outcome, Sink, failed
@@ -103,7 +104,9 @@ class WebhookSink(Sink):
         except TimeoutError:
             return failed(f"no answer within {self.timeout_s:g} s")
         except aiohttp.ClientError as exc:
-            return failed(f"{type(exc).__name__}: {exc}")
+            # aiohttp may name the URL; its query may hold a token.
+            detail = str(exc).replace(self.url, redact_url(self.url))
+            return failed(f"{type(exc).__name__}: {detail}")
         if 200 <= status < 300:
             return DELIVERED
         if status == 410:

@@ -3,6 +3,12 @@
 It only reads: the daemon's in-memory state and the archive. It binds where ``server.listen``
 says (loopback unless configured otherwise; the config refuses a wider bind without a token)
 and, when a token is configured, every route wants ``Authorization: Bearer <token>``.
+
+Without a token, every request must name this server in its ``Host`` header (the listen
+address, for loopback also ``localhost``, ``127.0.0.1`` and ``[::1]``, or a name in
+``server.allowed_hosts``), else it gets 421, and a browser's cross-site request gets 403: a web
+page that rebinds its own DNS name to 127.0.0.1 cannot read ``/events`` from the operator's
+browser. With a token, the token is the guard (a rebinding page cannot send it).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from aiohttp import web
 
 from archiver import __version__
 from archiver.config import ServerConfig
+from archiver.config.model import is_loopback
 from archiver.errors import ArchiverError
 from archiver.lifecycle import Resource
 from archiver.server.health import check_readiness
@@ -49,7 +56,7 @@ class StatusServer(Resource):
         if self._closed or self._runner is not None:
             raise ArchiverError("the status server can start only once")
         host, port = self.config.address
-        app = web.Application(middlewares=[self._authorize])
+        app = web.Application(middlewares=[self._check_host, self._authorize])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
@@ -75,6 +82,30 @@ class StatusServer(Resource):
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+
+    @web.middleware
+    async def _check_host(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        # With a token, a rebinding page has no token to send; without one, Host must match.
+        if self.config.token is None:
+            if not self._host_allowed(request.headers.get("Host", "")):
+                raise web.HTTPMisdirectedRequest(text="this server does not answer to that Host\n")
+            if request.headers.get("Sec-Fetch-Site") == "cross-site":
+                raise web.HTTPForbidden(text="cross-site requests need the server token\n")
+        return await handler(request)
+
+    def _host_allowed(self, header: str) -> bool:
+        """True if ``Host`` names this server (its address, loopback names, allowed_hosts)."""
+        host, port = _split_host(header.strip().lower())
+        if host is None:
+            return False
+        bound_port = self.url.rsplit(":", 1)[-1]
+        if port is not None and port != bound_port:
+            return False
+        listen_host = self.config.address[0].lower().strip("[]")
+        names = {listen_host, *self.config.allowed_hosts}
+        if is_loopback(listen_host):
+            names |= LOOPBACK_NAMES
+        return host in names
 
     @web.middleware
     async def _authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -126,6 +157,22 @@ class StatusServer(Resource):
         for task in streams:
             task.cancel()
         await asyncio.gather(*streams, return_exceptions=True)
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _split_host(header: str) -> tuple[str | None, str | None]:
+    """``host[:port]`` or ``[v6][:port]`` as (host, port); (None, None) if unreadable."""
+    if header.startswith("["):
+        host, bracket, rest = header[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            return None, None
+        return host, rest[1:] or None
+    host, _, port = header.partition(":")
+    if not host or ":" in port:
+        return None, None
+    return host, port or None
 
 
 def _url_host(host: str) -> str:
