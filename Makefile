@@ -10,7 +10,7 @@ PEERS := tests/peers/node_modules/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 # Real Bayeux peers (CometD's own client and server, Faye) that the push-mode tests run against.
@@ -24,13 +24,13 @@ demo: $(STAMP)
 	$(BIN)/gws-archiver demo
 
 test: $(STAMP) $(PEERS)
-	$(BIN)/ruff check archiver tests
-	$(BIN)/ruff format --check archiver tests
+	$(BIN)/ruff check archiver gws_simulator gws_bench tests
+	$(BIN)/ruff format --check archiver gws_simulator gws_bench tests
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check archiver tests
+	$(BIN)/ruff check archiver gws_simulator gws_bench tests
 	$(BIN)/mypy
 
 clean:

@@ -12,6 +12,7 @@ import random
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -24,11 +25,13 @@ from archiver.gws.push import PushClient
 from archiver.hooks.dispatcher import HookDispatcher
 from archiver.instance_lock import InstanceLock
 from archiver.poller import AccountPoller, FailureState, Pacing, PollStats
-from archiver.server import StatusServer
 from archiver.store.reader import ArchiveReader
 from archiver.store.retention import purge_expired
 from archiver.store.runs import RunRecorder
 from archiver.store.writer import ArchiveWriter
+
+if TYPE_CHECKING:
+    from archiver.server import StatusServer
 
 log = structlog.get_logger()
 
@@ -106,6 +109,9 @@ class Daemon:
                 )
             )
             if config.server.listen is not None:
+                # Imported only when configured: the server is the product's one aiohttp.web user.
+                from archiver.server import StatusServer
+
                 self.server = await stack.enter_async_context(StatusServer(self, config.server))
             log.info(
                 "daemon_started",

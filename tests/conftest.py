@@ -16,6 +16,7 @@ import pytest
 import structlog
 
 from archiver.config import Account, ArchiveConfig, Config, GwsConfig, PollConfig, Secret
+from gws_bench.archive_factory import GeneratedArchive, write_archive
 
 
 @pytest.fixture(autouse=True)
@@ -146,3 +147,10 @@ async def start_daemon(config: Path, log: Path) -> asyncio.subprocess.Process:
             sys.executable, "-m", "archiver", "run", "--config", str(config),
             stdout=sink, stderr=sink,
         )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def big_archive(tmp_path_factory: pytest.TempPathFactory) -> GeneratedArchive:
+    """1,000 sessions, 100,000+ messages; shared by every test, never written to by them."""
+    path = tmp_path_factory.mktemp("big") / "archive.sqlite3"
+    return asyncio.run(write_archive(path, sessions=1000, messages_per_session=100))

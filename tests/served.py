@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from archiver.config import Config, HooksConfig, ServerConfig
 from archiver.daemon import Daemon
-from archiver.simulator import Simulator, SimulatorOptions
+from gws_simulator import Simulator, SimulatorOptions
 from tests.conftest import daemon_config
 
 

@@ -7,12 +7,9 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from archive_factory import GeneratedArchive, generate_session, session_id_of
-
 from archiver import Archive
 from archiver.store.writer import ArchiveWriter
-
-pytest_plugins = ["archive_factory"]
+from gws_bench.archive_factory import GeneratedArchive, generate_session, session_id_of
 
 NEW_SESSIONS = range(1000, 1040)
 PAGE_SIZE = 25

@@ -13,13 +13,11 @@ from typing import Any
 
 import orjson
 import pytest
-from archive_factory import GeneratedArchive
 
 from archiver import Archive
 from archiver.archive import DISCREET_TYPES, MESSAGE_COLUMNS
 from archiver.cli.read import add_read_commands
-
-pytest_plugins = ["archive_factory"]
+from gws_bench.archive_factory import GeneratedArchive
 
 _LINE = re.compile(r"(\d\d:\d\d:\d\d|--:--:--)  (.+?)( \[agents only\])?: (.*)")
 

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from archive_factory import GeneratedArchive, PlannedSession, session_id_of, write_archive
 
 from archiver import Archive
 from archiver.archive import SessionFilter
@@ -17,8 +16,7 @@ from archiver.errors import StoreError
 from archiver.gws.models import format_instant
 from archiver.store.migrate import load_migrations, migrate
 from archiver.store.retention import set_legal_hold
-
-pytest_plugins = ["archive_factory"]
+from gws_bench.archive_factory import GeneratedArchive, PlannedSession, session_id_of, write_archive
 
 
 async def session_ids(path: Path, filters: SessionFilter, limit: int | None = None) -> list[str]:

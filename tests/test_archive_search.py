@@ -8,15 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from archive_factory import GeneratedArchive, gws_message, session_id_of
 
 from archiver import Archive
 from archiver.archive import InvalidQueryError, SearchHit, SessionFilter
 from archiver.gws.models import parse_message, parse_session
 from archiver.store.migrate import load_migrations, migrate
 from archiver.store.writer import ArchiveWriter, Page
-
-pytest_plugins = ["archive_factory"]
+from gws_bench.archive_factory import GeneratedArchive, gws_message, session_id_of
 
 AT = datetime(2024, 5, 1, 12, tzinfo=UTC)
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from archiver.bench.ingest import Point, interpolate
-from archiver.bench.profile import summarize
-from archiver.bench.truth import percentile, read_truth
 from archiver.cli import build_parser, main
-from archiver.cli.bench import command_line, settings_from
+from gws_bench.cli import command_line, settings_from
+from gws_bench.ingest import Point, interpolate
+from gws_bench.profile import summarize
+from gws_bench.truth import percentile, read_truth
 from tests.conftest import compare
 
 EXPECTED = {
@@ -107,7 +107,7 @@ def test_tiny_bench_is_complete_and_its_archives_are_exact(
 
 def test_options_override_the_preset_and_make_the_command() -> None:
     """Given options win over --tiny; the report's command repeats exactly what was given."""
-    args = build_parser().parse_args(
+    args = build_parser("bench").parse_args(
         ["bench", "--tiny", "--scenario", "live", "--live-sessions", "500", "--duration", "7.5"]
     )
     settings = settings_from(args)
@@ -116,7 +116,7 @@ def test_options_override_the_preset_and_make_the_command() -> None:
     assert command_line(args) == (
         "gws-archiver bench --scenario live --tiny --live-sessions 500 --duration 7.5"
     )
-    full = settings_from(build_parser().parse_args(["bench"]))
+    full = settings_from(build_parser("bench").parse_args(["bench"]))
     assert (full.backlog_sessions, full.backlog_messages, full.live_sessions) == (1000, 200, 10_000)
     assert full.sessions_per_agent == 1000
 

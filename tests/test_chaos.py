@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from archiver.daemon import Daemon
-from archiver.simulator import FaultRates, Scenario, Simulator, SimulatorOptions
+from gws_simulator import FaultRates, Scenario, Simulator, SimulatorOptions
 from tests.conftest import (
     compare,
     config_toml,

@@ -12,13 +12,16 @@ from typing import Any
 
 import orjson
 import pytest
-from archive_factory import GeneratedArchive, generate_session, session_id_of, write_archive
 
 from archiver import Archive
 from archiver.cli.read import add_read_commands
 from archiver.store.writer import ArchiveWriter
-
-pytest_plugins = ["archive_factory"]
+from gws_bench.archive_factory import (
+    GeneratedArchive,
+    generate_session,
+    session_id_of,
+    write_archive,
+)
 
 # Runs the read commands alone (the full CLI lives in archiver.cli, owned elsewhere).
 RUNNER = """

@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from archiver.simulator import FaultRates, Scenario, Simulator, SimulatorOptions
+from gws_simulator import FaultRates, Scenario, Simulator, SimulatorOptions
 from tests.conftest import compare, config_toml, ended_sessions, query, start_daemon, wait_for
 
 KILLS = 6

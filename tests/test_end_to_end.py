@@ -9,7 +9,7 @@ from pathlib import Path
 from archiver.daemon import Daemon
 from archiver.events import Event
 from archiver.gws.models import MESSAGE_TYPES
-from archiver.simulator import Scenario, Simulator, SimulatorOptions
+from gws_simulator import Scenario, Simulator, SimulatorOptions
 from tests.conftest import (
     archived_messages,
     compare,

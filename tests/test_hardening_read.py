@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from archive_factory import gws_message
 
 from archiver import Archive
 from archiver.archive import MESSAGE_COLUMNS, printable
@@ -24,6 +23,7 @@ from archiver.cli.read import add_read_commands, csv_cell
 from archiver.gws.models import parse_message, parse_session
 from archiver.store.files import create_private
 from archiver.store.writer import ArchiveWriter, Page
+from gws_bench.archive_factory import gws_message
 
 SESSION_ID = "00HOSTILE0001"
 START = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)

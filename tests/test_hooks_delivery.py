@@ -16,7 +16,7 @@ import pytest
 
 from archiver.config import CommandHook, HooksConfig, PythonHook
 from archiver.daemon import Daemon
-from archiver.simulator import Scenario, Simulator, SimulatorOptions
+from gws_simulator import Scenario, Simulator, SimulatorOptions
 from tests import hook_targets
 from tests.conftest import (
     compare,

@@ -1,6 +1,6 @@
 """Guarantee 7 end to end: the daemon against the simulator's hostile scenario, several accounts.
 
-The simulator serves its catalogue of poison (``archiver/simulator/hostile.py``) among healthy
+The simulator serves its catalogue of poison (``gws_simulator/hostile.py``) among healthy
 sessions, plus odd headers now and then. The daemon must never stop by itself, archive every
 healthy message exactly as the truth has it, archive each poison message whose index and type
 are usable at its index, and keep each of the others raw in ``malformed`` exactly once.
@@ -13,8 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 from archiver.daemon import Daemon
-from archiver.simulator import Scenario, Simulator, SimulatorOptions
-from archiver.simulator.hostile import CATALOGUE, session_list_poison
+from gws_simulator import Scenario, Simulator, SimulatorOptions
+from gws_simulator.hostile import CATALOGUE, session_list_poison
 from tests.conftest import compare, daemon_config, ended_sessions, query, wait_for
 
 # Sessions stay readable after they end (linger_s): vanishing sessions are another test's case.

@@ -12,7 +12,7 @@ import pytest
 from archiver.daemon import Daemon
 from archiver.errors import InstanceLockedError
 from archiver.instance_lock import InstanceLock
-from archiver.simulator import Simulator, SimulatorOptions
+from gws_simulator import Simulator, SimulatorOptions
 from tests.conftest import config_toml, daemon_config
 
 

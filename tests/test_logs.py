@@ -15,7 +15,7 @@ import structlog
 
 from archiver.config import Account, Secret
 from archiver.logs import configure_logging
-from archiver.simulator import Simulator, SimulatorOptions
+from gws_simulator import Simulator, SimulatorOptions
 from tests.conftest import ended_sessions, wait_for
 from tests.served import running, served_config
 

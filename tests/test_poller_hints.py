@@ -14,8 +14,8 @@ from archiver.config import PollConfig, PushConfig
 from archiver.gws.client import GwsClient, GwsHost
 from archiver.gws.notifications import Hint
 from archiver.poller import AccountPoller, Pacing, PollStats
-from archiver.simulator import FaultRates, Simulator, SimulatorOptions
 from archiver.store.writer import ArchiveWriter
+from gws_simulator import FaultRates, Simulator, SimulatorOptions
 from tests.conftest import archived_messages, daemon_config, wait_for
 
 MESSAGES_ROUTE = "GET /api/v2/me/{collection}/{session_id}/messages"

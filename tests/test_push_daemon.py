@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from archiver.config import Config, PollConfig, PushConfig, ServerConfig
 from archiver.daemon import Daemon
-from archiver.simulator import FaultRates, Scenario, Simulator, SimulatorOptions
+from gws_simulator import FaultRates, Scenario, Simulator, SimulatorOptions
 from tests.conftest import (
     archived_messages,
     compare,

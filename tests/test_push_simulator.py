@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from archiver.simulator import Simulator, SimulatorOptions
+from gws_simulator import Simulator, SimulatorOptions
 
 PEERS = Path(__file__).parent / "peers"
 SMS = "/v2/me/smssessions"

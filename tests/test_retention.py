@@ -11,15 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from archive_factory import GeneratedArchive, generate_session, session_id_of, write_archive
 
 from archiver import Archive
 from archiver.daemon import Daemon
 from archiver.errors import StoreError
 from archiver.gws.models import parse_message
-from archiver.simulator import Simulator, SimulatorOptions
 from archiver.store.retention import PurgeResult, purge_expired, set_legal_hold
 from archiver.store.writer import ArchiveWriter, Malformed, Page
+from gws_bench.archive_factory import (
+    GeneratedArchive,
+    generate_session,
+    session_id_of,
+    write_archive,
+)
+from gws_simulator import Simulator, SimulatorOptions
 from tests.conftest import archived_messages, daemon_config, ended_sessions, query, wait_for
 
 NOW = datetime(2024, 6, 30, tzinfo=UTC)

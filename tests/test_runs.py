@@ -14,9 +14,9 @@ import pytest
 
 from archiver.daemon import Daemon
 from archiver.poller import PollStats
-from archiver.simulator import Simulator, SimulatorOptions
 from archiver.store.runs import RunRecorder, recent_runs, start_run
 from archiver.store.writer import ArchiveWriter
+from gws_simulator import Simulator, SimulatorOptions
 from tests.conftest import (
     archived_messages,
     config_toml,

@@ -11,7 +11,7 @@ from pathlib import Path
 from archiver.config import Account, Secret
 from archiver.daemon import Daemon
 from archiver.logs import configure_logging
-from archiver.simulator import Simulator, SimulatorOptions
+from gws_simulator import Simulator, SimulatorOptions
 from tests.conftest import daemon_config
 
 

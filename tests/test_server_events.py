@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 from archiver.daemon import Daemon
-from archiver.simulator import Simulator, SimulatorOptions
+from gws_simulator import Simulator, SimulatorOptions
 from tests.conftest import archived_messages, query, wait_for
 from tests.served import running, served, served_config
 

@@ -16,7 +16,7 @@ import pytest
 from archiver.config import Secret, ServerConfig
 from archiver.daemon import Daemon
 from archiver.errors import ArchiverError
-from archiver.simulator import Simulator, SimulatorOptions
+from gws_simulator import Simulator, SimulatorOptions
 from tests.served import Served, served, served_config
 
 TOKEN = "tok-3f9a1c7e"

@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 import pytest
 
-from archiver.simulator import FaultRates, Scenario, Simulator, SimulatorOptions, cli
+from gws_simulator import FaultRates, Scenario, Simulator, SimulatorOptions, cli
 
 
 @pytest.fixture
@@ -198,7 +198,7 @@ async def test_cli_serves_until_sigint_and_completes_the_truth(tmp_path: Path) -
     truth = tmp_path / "truth.jsonl"
     code = (
         "import argparse, sys\n"
-        "from archiver.simulator import cli\n"
+        "from gws_simulator import cli\n"
         "parser = argparse.ArgumentParser()\n"
         "cli.add_arguments(parser)\n"
         "sys.exit(cli.run(parser.parse_args(sys.argv[1:])))\n"

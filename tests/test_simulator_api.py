@@ -12,8 +12,8 @@ import aiohttp
 import orjson
 import pytest
 
-from archiver.simulator import Simulator, SimulatorOptions
-from archiver.simulator.wire import format_timestamp, iso_utc, local_time
+from gws_simulator import Simulator, SimulatorOptions
+from gws_simulator.wire import format_timestamp, iso_utc, local_time
 
 
 def basic(username: str, password: str) -> str:

@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 import pytest
 
-from archiver.simulator import FaultRates, Simulator, SimulatorOptions, cli
+from gws_simulator import FaultRates, Simulator, SimulatorOptions, cli
 
 SMS = "/v2/me/smssessions"
 HOLD_S = 1.0

@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 import pytest
 
-from archiver.simulator import FaultRates, Simulator, SimulatorOptions
+from gws_simulator import FaultRates, Simulator, SimulatorOptions
 
 
 def basic(username: str, password: str) -> str:

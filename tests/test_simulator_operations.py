@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from archiver.simulator import Simulator, SimulatorOptions
+from gws_simulator import Simulator, SimulatorOptions
 
 
 def basic(username: str, password: str) -> str:

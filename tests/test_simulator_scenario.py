@@ -14,9 +14,9 @@ import aiohttp
 import orjson
 import pytest
 
-from archiver.simulator import Scenario, Simulator, SimulatorOptions
-from archiver.simulator.scenario import ScenarioDriver
-from archiver.simulator.world import World
+from gws_simulator import Scenario, Simulator, SimulatorOptions
+from gws_simulator.scenario import ScenarioDriver
+from gws_simulator.world import World
 
 FAST = Scenario(
     sessions=20, concurrent_per_agent=3, messages=(50, 50), interval_s=0.001, linger_s=60

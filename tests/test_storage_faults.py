@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from archiver.cli import main
 from archiver.daemon import Daemon
-from archiver.simulator import Scenario, Simulator, SimulatorOptions
+from gws_simulator import Scenario, Simulator, SimulatorOptions
 from tests.conftest import (
     archived_messages,
     compare,

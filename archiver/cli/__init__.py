@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from archiver import __version__
-from archiver.cli.bench import add_bench_commands
 from archiver.cli.hooks import add_hooks_commands
 from archiver.cli.read import add_read_commands
 from archiver.cli.service import add_service_commands
@@ -21,13 +21,23 @@ from archiver.config import load_config
 from archiver.daemon import Daemon
 from archiver.errors import ArchiverError, ConfigError, InstanceLockedError
 from archiver.logs import configure_logging
-from archiver.simulator import cli as simulator_cli
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command tree."""
+# Commands served by the packages beside the product, imported only when they are run.
+_HARNESSES = {
+    "simulate": ("gws_simulator.cli", "run the GWS simulator alone", "run"),
+    "bench": (
+        "gws_bench.cli",
+        "measure ingest, live freshness and storage against their ceilings",
+        "cmd_bench",
+    ),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command tree; ``command``'s harness (simulator, bench) is loaded if named."""
     parser = argparse.ArgumentParser(
         prog="gws-archiver",
         description="Archive Genesys Web Services SMS sessions into SQLite and stream events.",
@@ -59,20 +69,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=cmd_demo)
 
-    simulate = commands.add_parser("simulate", help="run the GWS simulator alone")
-    simulator_cli.add_arguments(simulate)
-    simulate.set_defaults(handler=simulator_cli.run)
+    for name, (module_name, help_text, handler) in _HARNESSES.items():
+        harness = commands.add_parser(name, help=help_text)
+        if name == command:
+            module = _harness(module_name, name)
+            module.add_arguments(harness)
+            harness.set_defaults(handler=getattr(module, handler))
 
     add_read_commands(commands)
     add_hooks_commands(commands)
     add_service_commands(commands)
-    add_bench_commands(commands)
     return parser
+
+
+def _harness(module_name: str, command: str) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        print(
+            f"gws-archiver {command}: {exc}; install it with: pip install 'gws-archiver[bench]'",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_USAGE) from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``gws-archiver`` and ``python -m archiver``."""
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    named = next((word for word in words if not word.startswith("-")), None)
+    args = build_parser(named).parse_args(words)
     try:
         return int(args.handler(args))
     except ConfigError as exc:

@@ -13,7 +13,7 @@ from typing import TextIO
 from archiver.config import Account, ArchiveConfig, Config, GwsConfig, PollConfig, Secret
 from archiver.daemon import Daemon
 from archiver.events import Event, MessageEvent, SessionEnded, SessionEvent, SessionUpdated
-from archiver.simulator import Scenario, Simulator, SimulatorOptions
+from gws_simulator import Scenario, Simulator, SimulatorOptions
 
 DEMO_PASSWORD = "password"
 _DIM, _BOLD, _RESET = "\033[2m", "\033[1m", "\033[0m"

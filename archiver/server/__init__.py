@@ -1,6 +1,6 @@
 """The optional local HTTP server: health, readiness, Prometheus metrics and the SSE stream.
 
-With ``archiver.simulator`` it is the only code that imports ``aiohttp.web``.
+With ``gws_simulator`` it is the only code that imports ``aiohttp.web``.
 """
 
 from archiver.server.app import StatusServer

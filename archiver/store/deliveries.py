@@ -27,6 +27,7 @@ from archiver.errors import StoreError
 from archiver.events import Event, event_from_row
 from archiver.gws.models import format_instant
 from archiver.lifecycle import Resource
+from archiver.store.db import connect
 
 PENDING, DEAD = "pending", "dead"
 
@@ -179,8 +180,7 @@ class DeliveryStore(Resource):
         if not self.path.exists():
             raise StoreError(f"no archive at {self.path}")
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            conn = connect(self.path, busy_timeout_s=self.busy_timeout_s, threaded=True)
             found = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'hook_deliveries'"
             ).fetchone()

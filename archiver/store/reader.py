@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import quote
 
 import aiosqlite
 
 from archiver.errors import StoreError
 from archiver.events import Event, event_from_row
 from archiver.lifecycle import Resource
+from archiver.store.db import connect_async
 
 
 class ArchiveReader(Resource):
@@ -28,9 +28,7 @@ class ArchiveReader(Resource):
         if not self.path.exists():
             raise StoreError(f"no archive at {self.path}")
         try:
-            uri = f"file:{quote(str(self.path.absolute()))}?mode=ro"
-            self._conn = await aiosqlite.connect(uri, uri=True)
-            await self._conn.execute("PRAGMA busy_timeout = 10000")
+            self._conn = await connect_async(self.path)
         except Exception as exc:
             raise StoreError(f"cannot open the archive {self.path}: {exc}") from exc
 

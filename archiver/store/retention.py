@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from archiver.errors import StoreError
 from archiver.gws.models import format_instant
+from archiver.store.db import connect
 from archiver.store.migrate import migrate
 
 T = TypeVar("T")
@@ -114,9 +115,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise StoreError(f"no archive at {path}")
     try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 10000")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn = connect(path, threaded=True)
         migrate(conn)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open the archive {path}: {exc}") from exc

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
-from urllib.parse import quote
 
 import structlog
 
 from archiver.errors import StoreError
+from archiver.store.db import connect
 from archiver.store.writer import utc_now
 
 log = structlog.get_logger()
@@ -178,9 +178,8 @@ def stop_run(
 
 def recent_runs(path: Path, limit: int = 5) -> list[Run]:
     """The newest ``limit`` runs, newest first, through a read-only connection."""
-    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
     try:
-        with closing(sqlite3.connect(uri, uri=True)) as conn:
+        with closing(connect(path, read_only=True)) as conn:
             if not conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
             ).fetchone():
@@ -206,7 +205,7 @@ def process_alive(pid: int) -> bool:
 
 def _connect(path: Path) -> sqlite3.Connection:
     try:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+        conn = connect(path)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open the archive {path}: {exc}") from exc
     return conn

@@ -12,9 +12,9 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import quote
 
 from archiver.errors import StoreError
+from archiver.store.db import connect
 
 WAL_SUFFIX = "-wal"
 
@@ -52,7 +52,7 @@ def probe_writable(path: Path, timeout_s: float = 2.0) -> str | None:
     It takes the write lock and rolls back at once: nothing is written.
     """
     try:
-        with closing(sqlite3.connect(path, isolation_level=None, timeout=timeout_s)) as conn:
+        with closing(connect(path, busy_timeout_s=timeout_s)) as conn:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("ROLLBACK")
     except sqlite3.Error as exc:
@@ -62,9 +62,8 @@ def probe_writable(path: Path, timeout_s: float = 2.0) -> str | None:
 
 def summarize(path: Path, sample: int = 200) -> ArchiveSummary:
     """The newest event, the open sessions and the recent ingest lag, read-only."""
-    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
     try:
-        with closing(sqlite3.connect(uri, uri=True)) as conn:
+        with closing(connect(path, read_only=True)) as conn:
             (last_seq,) = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
             (open_sessions,) = conn.execute(
                 "SELECT count(*) FROM sessions WHERE ended_at IS NULL"

@@ -42,6 +42,7 @@ from archiver.gws.models import (
     format_instant,
 )
 from archiver.lifecycle import Resource
+from archiver.store.db import connect
 from archiver.store.files import create_private
 from archiver.store.migrate import migrate
 
@@ -281,11 +282,7 @@ class ArchiveWriter(Resource):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             create_private(self.path)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = OFF")
+            conn = connect(self.path, busy_timeout_s=self.busy_timeout_s, wal=True, threaded=True)
             migrate(conn)
             row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         except (sqlite3.Error, OSError) as exc:

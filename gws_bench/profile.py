@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archiver.bench.processes import BenchError
+from gws_bench.processes import BenchError
 
 RATE_HZ = 100
 TOP = 12
@@ -41,7 +41,7 @@ AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("aiohttp (HTTP client or server)", ("aiohttp/", "yarl/", "multidict/", "http/cookies")),
     ("asyncio scheduling", ("asyncio/", "selectors.py")),
     ("threads (executor hand-off)", ("concurrent/futures", "threading.py", "queue.py")),
-    ("simulator", ("archiver/simulator/",)),
+    ("simulator", ("gws_simulator/",)),
     ("dates and times", ("datetime", "_strptime")),
 )
 
@@ -60,7 +60,7 @@ WAITS = frozenset(
 
 
 # Command-line frames hold every sample of the main thread; their total time says nothing.
-ENTRY_POINTS = ("archiver/cli/", "archiver/__", "archiver/simulator/cli.py")
+ENTRY_POINTS = ("archiver/cli/", "archiver/__", "gws_simulator/cli.py")
 
 
 @dataclass(frozen=True, slots=True)

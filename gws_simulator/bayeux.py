@@ -40,9 +40,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from archiver.simulator.app import caller, json_response
-from archiver.simulator.bayeux_clients import BayeuxClient, ClientTable, Wake
-from archiver.simulator.bayeux_wire import (
+from gws_simulator.app import caller, json_response
+from gws_simulator.bayeux_clients import BayeuxClient, ClientTable, Wake
+from gws_simulator.bayeux_wire import (
     BROWSER_COOKIE,
     CONNECTION_TYPE,
     HANDSHAKE_ADVICE,
@@ -54,8 +54,8 @@ from archiver.simulator.bayeux_wire import (
     reply_to,
     subscription_error,
 )
-from archiver.simulator.faults import FaultInjector
-from archiver.simulator.stats import Stats
+from gws_simulator.faults import FaultInjector
+from gws_simulator.stats import Stats
 
 
 @dataclass(slots=True)

@@ -30,7 +30,7 @@ from typing import Any
 
 import aiohttp
 
-from archiver.bench.processes import PASSWORD, BenchError
+from gws_bench.processes import PASSWORD, BenchError
 
 PAGE_SIZE = 500
 IN_FLIGHT = 32

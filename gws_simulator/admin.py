@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from archiver.simulator.app import json_response
+from gws_simulator.app import json_response
 
 if TYPE_CHECKING:
-    from archiver.simulator.server import Simulator
+    from gws_simulator.server import Simulator
 
 SIMULATOR_KEY: web.AppKey[Simulator] = web.AppKey("simulator")
 

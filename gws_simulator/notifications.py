@@ -18,9 +18,9 @@ import random
 
 import orjson
 
-from archiver.simulator.bayeux import Bayeux
-from archiver.simulator.wire import Message
-from archiver.simulator.world import Session, World
+from gws_simulator.bayeux import Bayeux
+from gws_simulator.wire import Message
+from gws_simulator.world import Session, World
 
 SMS_CHANNEL = "/v2/me/smssessions"
 

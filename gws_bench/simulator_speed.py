@@ -9,7 +9,7 @@ message every ~10 s each) pinned to one core, and this script on the other. Meas
 - the simulator's CPU per request and the requests/s one core can serve (requests / CPU
   seconds, the driver's share taken out), with 64 requests in flight for `--seconds`.
 
-Usage: .venv/bin/python scripts/bench_simulator.py [--seconds 10] [--requests 2000]
+Usage: .venv/bin/python gws_bench/simulator_speed.py [--seconds 10] [--requests 2000]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import aiohttp
 
-from archiver.bench.processes import PASSWORD, Meter, SimulatorProcess
+from gws_bench.processes import PASSWORD, Meter, SimulatorProcess
 
 AGENTS = 10
 PER_AGENT = 1000

@@ -11,7 +11,7 @@ directory, then prints:
 - the writer's cost of migration 002 (search triggers and the sent_at index): pages stored per
   second with and without them.
 
-Run: ``.venv/bin/python scripts/bench_read.py`` (about two minutes on two cores).
+Run: ``.venv/bin/python gws_bench/read_speed.py`` (about two minutes on two cores).
 """
 
 from __future__ import annotations
@@ -28,14 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from archive_factory import generate_session, write_archive
-
 from archiver import Archive
 from archiver.archive import SessionFilter
 from archiver.cli.read import add_read_commands
 from archiver.store.writer import ArchiveWriter
+from gws_bench.archive_factory import generate_session, write_archive
 
 QUERIES = {
     "rare word": ["zebra", "refund", "café", "привет"],

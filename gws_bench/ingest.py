@@ -15,16 +15,16 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from archiver.bench import ceilings
-from archiver.bench.processes import (
+from gws_bench import ceilings
+from gws_bench.processes import (
     BenchError,
     DaemonProcess,
     SimulatorProcess,
     write_daemon_config,
 )
-from archiver.bench.report import ScenarioResult
-from archiver.bench.settings import BenchContext, BenchSettings
-from archiver.bench.truth import ArchiveProbe, check_archive, read_truth
+from gws_bench.report import ScenarioResult
+from gws_bench.settings import BenchContext, BenchSettings
+from gws_bench.truth import ArchiveProbe, check_archive, read_truth
 
 SAMPLE_S = 0.05
 MB = 1024 * 1024

@@ -19,18 +19,20 @@ injected_fault: ContextVar[str | None] = ContextVar("simulator_fault", default=N
 
 
 class Stats:
-    """Counts requests by route and outcome, injected faults by kind, and Bayeux events."""
+    """Counts requests by route and outcome, injected faults by kind, Bayeux and hostile events."""
 
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, str]] = Counter()
         self.faults: Counter[str] = Counter()
         self.bayeux: Counter[str] = Counter()
+        self.hostile: Counter[str] = Counter()
 
     def snapshot(self) -> dict[str, Any]:
         """`{"requests": {route: {status: n}}, "faults": {kind: n}, "total_requests": n}`.
 
         Plus `"bayeux": {counter: n}` once the CometD endpoint has counted anything (see
-        `Bayeux` for the counter names); dropped and duplicated notifications are faults.
+        `Bayeux` for the counter names); dropped and duplicated notifications are faults. In
+        hostile mode, `"hostile": {"response:<name>" or "listed:<name>": n}` once served.
         """
         routes: dict[str, dict[str, int]] = {}
         for (route, status), count in sorted(self.requests.items()):
@@ -42,6 +44,8 @@ class Stats:
         }
         if self.bayeux:
             snapshot["bayeux"] = dict(sorted(self.bayeux.items()))
+        if self.hostile:
+            snapshot["hostile"] = dict(sorted(self.hostile.items()))
         return snapshot
 
 

@@ -11,14 +11,15 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from archiver.simulator.admin import add_admin_routes
-from archiver.simulator.app import build_app
-from archiver.simulator.bayeux import Bayeux, add_bayeux_routes
-from archiver.simulator.faults import FaultInjector, FaultRates
-from archiver.simulator.notifications import Notifier
-from archiver.simulator.scenario import Scenario, ScenarioDriver
-from archiver.simulator.stats import Stats
-from archiver.simulator.world import World
+from gws_simulator.admin import add_admin_routes
+from gws_simulator.app import build_app
+from gws_simulator.bayeux import Bayeux, add_bayeux_routes
+from gws_simulator.faults import FaultInjector, FaultRates
+from gws_simulator.hostile import Hostility
+from gws_simulator.notifications import Notifier
+from gws_simulator.scenario import Scenario, ScenarioDriver
+from gws_simulator.stats import Stats
+from gws_simulator.world import World
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +34,9 @@ class SimulatorOptions:
         quirks: render about half the messages the way the docs print them (glued or ISO
             timestamps, `timestampSeconds` with an `L` suffix, `TypingStopping`) and the
             single-session key as `smsession` half the time.
-        hostile: serve poison payloads among healthy sessions, and odd headers now and then
-            (`hostile.py` has the catalogue; the truth marks each poison message).
+        hostile: serve poison payloads among healthy sessions, and odd responses now and then
+            (`hostile.py` has the how and the expected outcomes, `poison.py` the catalogue;
+            the truth marks each poison message); `True` or a `Hostility` to tune the shares.
         truth_path: JSON lines, one per message created, written as it goes.
         faults: fault rates for `/api/v2` requests.
         scenario: the conversation driver, or None for a world driven only by the API.
@@ -52,7 +54,7 @@ class SimulatorOptions:
     seed: int = 1
     csrf: bool = False
     quirks: bool = False
-    hostile: bool = False
+    hostile: bool | Hostility = False
     truth_path: Path | None = None
     faults: FaultRates = field(default_factory=FaultRates)
     scenario: Scenario | None = None
@@ -173,7 +175,9 @@ class Simulator:
         Keys: `session_id`, `account` (owner when created), `index` (-1 for
         TranscriptSaveDone), `type` (canonical, `TypingStopped` even when quirks mode served
         `TypingStopping`), `text` (the words: `text`, else `noticeText`, else the PushUrl
-        `url`; None when there are none), `visibility`, `created_at` (UTC, ms, `Z`).
+        `url`; None when there are none), `visibility`, `created_at` (UTC, ms, `Z`). In
+        hostile mode a message served as poison adds `poison`, `expect`, `slot` and, for a
+        conflict, `claims` (see `hostile.py`).
         """
         return self.world.truth()
 

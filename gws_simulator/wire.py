@@ -49,6 +49,7 @@ class Message:
     body: bytes = b""
     poison: str | None = None  # the hostile catalogue entry served instead, if any
     expect: str | None = None  # what a correct archiver does with the poison
+    claims: int | None = None  # the index a `conflict` poison claims
 
     def words(self) -> str | None:
         """The words the message carries: `text`, else `noticeText`, else `url` (PushUrl)."""
@@ -59,7 +60,11 @@ class Message:
         return self.url
 
     def truth_record(self) -> dict[str, Any]:
-        """The truth-file object for this message (DESIGN.md `--truth`, plus any poison)."""
+        """The truth-file object for this message (DESIGN.md `--truth`, plus any poison).
+
+        A poison record adds `poison`, `expect` and `slot` (its place in the log, as `index`),
+        and `claims` for a conflict (see `hostile.py`).
+        """
         record = {
             "session_id": self.session_id,
             "account": self.account,
@@ -72,6 +77,9 @@ class Message:
         if self.poison is not None:
             record["poison"] = self.poison
             record["expect"] = self.expect
+            record["slot"] = self.index
+            if self.claims is not None:
+                record["claims"] = self.claims
         return record
 
 

@@ -23,23 +23,23 @@ from typing import Any
 
 import orjson
 
-from archiver.bench.ceilings import (
+from archiver.gws.client import parse_messages_body
+from archiver.gws.models import parse_session
+from archiver.gws.wire import decode_json
+from archiver.store.migrate import migrate
+from archiver.store.writer import ArchiveWriter, Page
+from gws_bench.ceilings import (
     EVENT_COLUMNS,
     INSERT_EVENT,
     INSERT_MESSAGE,
     MESSAGE_COLUMNS,
     open_bare_archive,
 )
-from archiver.bench.report import ScenarioResult
-from archiver.bench.settings import BenchContext, BenchSettings
-from archiver.gws.client import parse_messages_body
-from archiver.gws.models import parse_session
-from archiver.gws.wire import decode_json
-from archiver.simulator.scenario import Scenario, ScenarioDriver
-from archiver.simulator.wire import envelope
-from archiver.simulator.world import World
-from archiver.store.migrate import migrate
-from archiver.store.writer import ArchiveWriter, Page
+from gws_bench.report import ScenarioResult
+from gws_bench.settings import BenchContext, BenchSettings
+from gws_simulator.scenario import Scenario, ScenarioDriver
+from gws_simulator.wire import envelope
+from gws_simulator.world import World
 
 Row = tuple[Any, ...]
 

@@ -1,24 +1,19 @@
 """Archives generated through the real ArchiveWriter, from synthetic GWS-shaped messages.
 
-Also a pytest plugin (``pytest_plugins = ["archive_factory"]``) providing ``big_archive``:
-1,000 sessions of 100 messages (plus a TranscriptSaveDone for each completed one), built once
-per test run. Each session's messages come from its own seed, so the plan kept per session is
-small and tests can compute what to expect from it.
-
-PYTEST_DONT_REWRITE: test modules import helpers from here before pytest loads it as a plugin.
+Used by ``gws_bench/read_speed.py`` and by the tests (their ``big_archive`` fixture: 1,000
+sessions of 100 messages, plus a TranscriptSaveDone for each completed one). Each session's
+messages come from its own seed, so the plan kept per session is small and tests can compute
+what to expect from it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from archiver.gws.models import parse_message, parse_session
 from archiver.store.writer import ArchiveWriter, Page
@@ -218,10 +213,3 @@ async def write_archive(
                 await writer.store_page(page)
             plans.append(plan)
     return GeneratedArchive(path, tuple(plans))
-
-
-@pytest.fixture(scope="session")
-def big_archive(tmp_path_factory: pytest.TempPathFactory) -> GeneratedArchive:
-    """1,000 sessions, 100,000+ messages; shared by every test, never written to by them."""
-    path = tmp_path_factory.mktemp("big") / "archive.sqlite3"
-    return asyncio.run(write_archive(path, sessions=1000, messages_per_session=100))

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from archiver.simulator.wire import status_body
-from archiver.simulator.world import Session, World
+from gws_simulator.wire import status_body
+from gws_simulator.world import Session, World
 
 # Spellings printed on the operation pages that differ from the capability names.
 ALIASES = {

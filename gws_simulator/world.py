@@ -19,8 +19,8 @@ from typing import IO, Any, Protocol
 
 import orjson
 
-from archiver.simulator.hostile import Poisoner
-from archiver.simulator.wire import Message, Participant, compact, render_message
+from gws_simulator.hostile import Hostility, Poisoner
+from gws_simulator.wire import Message, Participant, compact, render_message
 
 PASSWORD = "password"
 MESSAGE_TYPES = frozenset(
@@ -175,7 +175,7 @@ class World:
         agents: int,
         seed: int,
         quirks: bool = False,
-        hostile: bool = False,
+        hostile: bool | Hostility = False,
         utc_offset_minutes: int | None = None,
         truth_path: Path | None = None,
         clock: Callable[[], float] = time.time,
@@ -198,7 +198,8 @@ class World:
         self._truth: list[Message] = []
         self._truth_file: IO[bytes] | None = truth_path.open("wb") if truth_path else None
         self.quirks = quirks
-        self.poisoner = Poisoner(seed) if hostile else None
+        hostility = (Hostility() if hostile else None) if isinstance(hostile, bool) else hostile
+        self.poisoner = Poisoner(seed, hostility) if hostility is not None else None
         self.observer: SessionObserver | None = None
 
     def close(self) -> None:
@@ -300,6 +301,7 @@ class World:
         if poison is not None:
             message.body = poison.render(index, session_id)
             message.poison, message.expect = poison.name, poison.expect
+            message.claims = index - 1 if poison.claims_previous else None
         if index == -1:
             session.transcript = message
         else:
@@ -333,6 +335,8 @@ class World:
         """
         session = self.sessions.pop(session_id)
         del self._by_account[session.account][session_id]
+        if self.poisoner is not None:
+            self.poisoner.forget(session_id)
 
     def set_state(self, session: Session, state: str) -> None:
         """Change a session's state (capabilities follow from it); the same state is no change."""

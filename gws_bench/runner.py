@@ -6,12 +6,12 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from archiver.bench.ingest import run_ingest
-from archiver.bench.live import run_live
-from archiver.bench.profile import Profiler
-from archiver.bench.report import Report, ScenarioResult, machine_info
-from archiver.bench.settings import BenchContext, BenchSettings, Progress
-from archiver.bench.storage import run_storage
+from gws_bench.ingest import run_ingest
+from gws_bench.live import run_live
+from gws_bench.profile import Profiler
+from gws_bench.report import Report, ScenarioResult, machine_info
+from gws_bench.settings import BenchContext, BenchSettings, Progress
+from gws_bench.storage import run_storage
 
 Scenario = Callable[[BenchSettings, BenchContext], ScenarioResult]
 RUNNERS: dict[str, Scenario] = {"ingest": run_ingest, "live": run_live, "storage": run_storage}

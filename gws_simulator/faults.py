@@ -35,7 +35,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from archiver.simulator.stats import STATS_KEY, injected_fault
+from gws_simulator.stats import STATS_KEY, injected_fault
 
 _EXCLUSIVE = (
     "http_500",

@@ -19,9 +19,9 @@ from typing import Any
 
 import structlog
 
-from archiver.simulator import phrases
-from archiver.simulator.wire import Participant
-from archiver.simulator.world import World, make_participant_id, make_session_id
+from gws_simulator import phrases
+from gws_simulator.wire import Participant
+from gws_simulator.world import World, make_participant_id, make_session_id
 
 DEFAULT_TYPE_WEIGHTS: tuple[tuple[str, float], ...] = (
     ("Text", 0.55),

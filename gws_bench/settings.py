@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from archiver.bench.profile import Profiler
+    from gws_bench.profile import Profiler
 
 SCENARIOS = ("ingest", "live", "storage")
 

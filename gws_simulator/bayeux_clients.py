@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from archiver.simulator.bayeux_wire import matching_names
+from gws_simulator.bayeux_wire import matching_names
 
 
 class Wake(enum.Enum):

@@ -36,9 +36,9 @@ import signal
 import sys
 from pathlib import Path
 
-from archiver.simulator.faults import FaultRates
-from archiver.simulator.scenario import Scenario
-from archiver.simulator.server import Simulator, SimulatorOptions
+from gws_simulator.faults import FaultRates
+from gws_simulator.scenario import Scenario
+from gws_simulator.server import Simulator, SimulatorOptions
 
 
 def _message_range(text: str) -> tuple[int, int]:

@@ -16,16 +16,16 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from archiver.bench.processes import (
+from gws_bench.processes import (
     DaemonProcess,
     Sample,
     SimulatorProcess,
     message_requests,
     write_daemon_config,
 )
-from archiver.bench.report import ScenarioResult
-from archiver.bench.settings import BenchContext, BenchSettings
-from archiver.bench.truth import ArchiveProbe, check_archive, percentile, read_truth
+from gws_bench.report import ScenarioResult
+from gws_bench.settings import BenchContext, BenchSettings
+from gws_bench.truth import ArchiveProbe, check_archive, percentile, read_truth
 
 TICK_S = 1.0
 MB = 1024 * 1024

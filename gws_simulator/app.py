@@ -22,13 +22,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from multidict import CIMultiDict
 
-from archiver.simulator.faults import INJECTOR_KEY, FaultInjector, fault_middleware
-from archiver.simulator.hostile import session_list_poison
-from archiver.simulator.operations import Outcome, perform
-from archiver.simulator.stats import STATS_KEY, Stats, stats_middleware
-from archiver.simulator.wire import JSON_CONTENT_TYPE, envelope, status_body
-from archiver.simulator.world import Account, Session, World
+from gws_simulator.faults import INJECTOR_KEY, FaultInjector, fault_middleware
+from gws_simulator.hostile import WAF_PAGE, OddResponse, render_listed, session_list_poison
+from gws_simulator.operations import Outcome, perform
+from gws_simulator.stats import STATS_KEY, Stats, stats_middleware
+from gws_simulator.wire import JSON_CONTENT_TYPE, envelope, status_body
+from gws_simulator.world import Account, Session, World
 
 VERSION = "8.5.200.50"
 _SESSIONS = "{collection:smss?essions}"
@@ -222,10 +223,18 @@ async def list_sessions(request: web.Request) -> web.Response:
         uris = [f"{world.base_url}/api/v2/smssessions/{s.id}" for s in sessions]
         return json_response(orjson.dumps({"statusCode": 0, "uris": uris}))
     if fields.strip() == "*":
-        items = [world.session_json(s) for s in sessions]
-        if world.poisoner is not None:
-            items += session_list_poison(account.username)
-        return json_response(envelope("smssessions", items))
+        if world.poisoner is None:
+            return json_response(envelope("smssessions", [world.session_json(s) for s in sessions]))
+        items = []
+        for session in sessions:
+            listed = world.poisoner.listed()
+            if listed is None:
+                items.append(world.session_json(session))
+            else:
+                request.app[STATS_KEY].hostile[f"listed:{listed.name}"] += 1
+                items.append(render_listed(world.session_dict(session), listed))
+        items += session_list_poison(account.username)
+        return _maybe_odd(request, "smssessions", items)
     wanted = [name.strip() for name in fields.split(",") if name.strip()]
     items = []
     for session in sessions:
@@ -288,15 +297,35 @@ async def get_messages(request: web.Request) -> web.Response:
     # TranscriptSaveDone rides along with any read that reaches the end of the log.
     if session.transcript is not None and end >= available:
         items.append(session.transcript.body)
-    world = request.app[WORLD_KEY]
-    odd = world.poisoner.odd_headers() if world.poisoner is not None else None
-    if odd is not None and odd[0] != 200:
-        headers = {"Content-Type": JSON_CONTENT_TYPE, **odd[1]}
-        return web.Response(body=status_body(1, "hostile"), status=odd[0], headers=headers)
-    response = json_response(envelope("messages", items))
-    if odd is not None:
-        response.headers.update(odd[1])
-    return response
+    return _maybe_odd(request, "messages", items)
+
+
+def _maybe_odd(request: web.Request, key: str, items: list[bytes]) -> web.Response:
+    """The `key` envelope of `items`, or in hostile mode now and then an odd response to it."""
+    poisoner = request.app[WORLD_KEY].poisoner
+    odd = poisoner.odd_response() if poisoner is not None else None
+    if odd is None:
+        return json_response(envelope(key, items))
+    request.app[STATS_KEY].hostile[f"response:{odd.name}"] += 1
+    return odd_response(odd, key, items)
+
+
+def odd_response(odd: OddResponse, key: str, items: list[bytes]) -> web.Response:
+    """The response `odd` describes, for the `key` envelope of `items`."""
+    real = envelope(key, items)
+    body = {
+        "status": status_body(1, "hostile"),
+        "html": WAF_PAGE,
+        "empty": b"",
+        "bom": b"\xef\xbb\xbf" + real,
+        "null_items": b'{"statusCode":0,"' + key.encode() + b'":null}',
+    }.get(odd.body, real)
+    headers: CIMultiDict[str] = CIMultiDict()
+    if not any(name.lower() == "content-type" for name, _ in odd.headers):
+        headers.add("Content-Type", JSON_CONTENT_TYPE)
+    for name, value in odd.headers:
+        headers.add(name, value)
+    return web.Response(body=body, status=odd.status, headers=headers)
 
 
 async def post_session(request: web.Request) -> web.Response:

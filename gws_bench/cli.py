@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 
-from archiver.bench.settings import SCENARIOS, TINY, BenchSettings
+from gws_bench.settings import SCENARIOS, TINY, BenchSettings
 
 # Option name -> BenchSettings field; a given option overrides the preset (full size or --tiny).
 _SIZES = {
@@ -26,16 +26,8 @@ _SIZES = {
 }
 
 
-def add_bench_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `bench` on the top-level sub-command parsers."""
-    bench = subparsers.add_parser(
-        "bench",
-        help="measure ingest, live freshness and storage against their ceilings",
-        description=(
-            "Start the GWS simulator and the daemon as child processes, run the chosen "
-            "scenarios and print one table. The full run takes about 6 minutes."
-        ),
-    )
+def add_arguments(bench: argparse.ArgumentParser) -> None:
+    """The options of `gws-archiver bench`."""
     bench.add_argument(
         "--scenario",
         choices=[*SCENARIOS, "all"],
@@ -76,7 +68,6 @@ def add_bench_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         "--profile", type=Path, metavar="DIR", help="py-spy profiles of the children"
     )
     bench.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    bench.set_defaults(handler=cmd_bench)
 
 
 def settings_from(args: argparse.Namespace) -> BenchSettings:
@@ -117,8 +108,8 @@ def command_line(args: argparse.Namespace) -> str:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the bench; exit 0 when it completed, 1 when a step failed."""
     # Imported here so that other commands do not load the bench (psutil, the ceilings).
-    from archiver.bench.processes import BenchError
-    from archiver.bench.runner import run_bench
+    from gws_bench.processes import BenchError
+    from gws_bench.runner import run_bench
 
     settings = settings_from(args)
     sizes = (settings.backlog_sessions, settings.backlog_messages, settings.live_sessions)
