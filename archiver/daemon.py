@@ -1,5 +1,8 @@
 """The daemon: wires config, GWS clients, pollers, the archive writer and the event feed.
 
+It fills in one :class:`~archiver.state.DaemonState` as its parts come up; the status server
+and the run record read that state, never the daemon.
+
 Lifetimes are composed with an AsyncExitStack and every task belongs to one TaskGroup; the
 daemon stops by cancellation (the entry point turns SIGTERM/SIGINT into it).
 """
@@ -20,11 +23,13 @@ from archiver import __version__
 from archiver.config import Config, PushConfig
 from archiver.config_dump import config_digest
 from archiver.feed import EventFeed, EventHandler
-from archiver.gws.client import GwsClient, GwsHost
+from archiver.gws.client import GwsClient
 from archiver.gws.push import PushClient
+from archiver.gws.transport import GwsHost
 from archiver.hooks.dispatcher import HookDispatcher
 from archiver.instance_lock import InstanceLock
-from archiver.poller import AccountPoller, FailureState, Pacing, PollStats
+from archiver.poller import AccountPoller, Pacing
+from archiver.state import DaemonState, FailureState
 from archiver.store.reader import ArchiveReader
 from archiver.store.retention import purge_expired
 from archiver.store.runs import RunRecorder
@@ -50,10 +55,8 @@ class Daemon:
 
     def __init__(self, config: Config, *, seed: int | None = None) -> None:
         self.config = config
-        self.stats = PollStats()
-        self.feed: EventFeed | None = None
-        self.writer: ArchiveWriter | None = None
-        self.host: GwsHost | None = None
+        self.state = DaemonState(config)
+        self.stats = self.state.stats
         self.accounts: list[AccountPoller] = []
         self.pushes: list[PushClient] = []
         self.server: StatusServer | None = None
@@ -79,11 +82,11 @@ class Daemon:
             writer = await stack.enter_async_context(
                 ArchiveWriter(config.archive.path, busy_timeout_s=config.archive.busy_timeout_s)
             )
-            self.writer = writer
+            self.state.last_seq = lambda: writer.last_seq
             reader = await stack.enter_async_context(ArchiveReader(config.archive.path))
             feed = EventFeed(reader, writer.last_seq)
             writer.on_commit = feed.committed
-            self.feed = feed
+            self.state.feed = feed
             hooks = await stack.enter_async_context(
                 HookDispatcher(
                     config.archive.path,
@@ -94,7 +97,8 @@ class Daemon:
                 )
             )
             held = len(config.gws.accounts) if config.push.enabled else 0
-            host = self.host = GwsHost(config.gws, reserved_connections=held)
+            host = GwsHost(config.gws, reserved_connections=held)
+            self.state.host = host
             stack.push_async_callback(host.close)
             clients = []
             for account in config.gws.accounts:
@@ -106,13 +110,16 @@ class Daemon:
                     config_hash=config_digest(config),
                     totals=self.stats,
                     last_seq=lambda: writer.last_seq,
+                    busy_timeout_s=config.archive.busy_timeout_s,
                 )
             )
             if config.server.listen is not None:
                 # Imported only when configured: the server is the product's one aiohttp.web user.
                 from archiver.server import StatusServer
 
-                self.server = await stack.enter_async_context(StatusServer(self, config.server))
+                self.server = await stack.enter_async_context(
+                    StatusServer(self.state, config.server)
+                )
             log.info(
                 "daemon_started",
                 version=__version__,
@@ -139,10 +146,13 @@ class Daemon:
                         )
                         for client in clients
                     ]
+                    self.state.accounts.extend(self.accounts)
+                    self.state.polling = True
                     for poller in self.accounts:
                         tasks.create_task(poller.run(), name=f"account-{poller.account}")
                         if push is not None:
                             self.pushes.append(push_client(poller, push))
+                            self.state.pushes.append(self.pushes[-1])
                             tasks.create_task(self.pushes[-1].run(), name=f"push-{poller.account}")
                     tasks.create_task(hooks.run(), name="hooks")
                     if config.archive.retain_days is not None:
@@ -150,7 +160,7 @@ class Daemon:
                         tasks.create_task(retention, name="retention")
                     self._started.set()
             finally:
-                log.info("daemon_stopped", **_stats_fields(self.stats))
+                log.info("daemon_stopped", **self.stats.fields())
 
     async def _retain(self, retain_days: float) -> None:
         """Purge expired sessions now and every ``retention_interval_s``; failures are retried."""
@@ -158,7 +168,9 @@ class Daemon:
         health = FailureState("retention")
         while True:
             try:
-                result = await purge_expired(archive.path, retain_days)
+                result = await purge_expired(
+                    archive.path, retain_days, busy_timeout_s=archive.busy_timeout_s
+                )
             except Exception as exc:  # retried next round, whatever it was
                 health.failed(exc)
             else:
@@ -178,7 +190,3 @@ def push_client(account: AccountPoller, config: PushConfig) -> PushClient:
         on_subscribed=account.push_up,
         on_down=account.push_down,
     )
-
-
-def _stats_fields(stats: PollStats) -> dict[str, object]:
-    return {name: getattr(stats, name) for name in stats.__slots__}

@@ -3,15 +3,20 @@
 Events are rows of the ``events`` table, written in the same transaction as the messages they
 describe (a transactional outbox), and only handed to subscribers after that commit. Their JSON
 form (also the webhook body) is ``{"id", "seq", "type", "session_id", "occurred_at", "data"}``.
+A row's ``payload_json`` is the ``data``; it is built here (:func:`message_event_row`,
+:func:`session_event_row`) and read back here (:func:`event_from_row`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
 import orjson
+
+if TYPE_CHECKING:
+    from archiver.gws.models import Message, SmsSession
 
 E = TypeVar("E", bound="Event")
 
@@ -93,25 +98,92 @@ class MessageEvent(Event):
     sent_at: str | None = None
 
 
-def _message_event(type_name: str, doc: str) -> type[MessageEvent]:
-    namespace = {"TYPE": type_name, "__doc__": doc, "__module__": __name__}
-    cls = type(type_name, (MessageEvent,), namespace)
-    return _register(dataclass(frozen=True, slots=True, kw_only=True)(cls))
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Text(MessageEvent):
+    """Fires when a participant's text message is archived."""
+
+    TYPE: ClassVar[str] = "Text"
 
 
-Text = _message_event("Text", "Fires when a participant's text message is archived.")
-ParticipantJoined = _message_event("ParticipantJoined", "Fires when a participant joined.")
-ParticipantLeft = _message_event("ParticipantLeft", "Fires when a participant left.")
-ParticipantRejoined = _message_event("ParticipantRejoined", "Fires when a participant rejoined.")
-TypingStarted = _message_event("TypingStarted", "Fires when typing began (text is a preview).")
-TypingStopped = _message_event("TypingStopped", "Fires when typing stopped.")
-PushUrl = _message_event("PushUrl", "Fires when a participant pushed a URL (in ``url``).")
-Notice = _message_event("Notice", "Fires when a notice (in ``text``) is archived.")
-CustomNotice = _message_event("CustomNotice", "Fires when a custom notice is archived.")
-NicknameUpdated = _message_event("NicknameUpdated", "Fires when a nickname changed.")
-TranscriptSaveDone = _message_event(
-    "TranscriptSaveDone", "Fires once per session when GWS reports its transcript saved."
-)
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParticipantJoined(MessageEvent):
+    """Fires when a participant joined."""
+
+    TYPE: ClassVar[str] = "ParticipantJoined"
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParticipantLeft(MessageEvent):
+    """Fires when a participant left."""
+
+    TYPE: ClassVar[str] = "ParticipantLeft"
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParticipantRejoined(MessageEvent):
+    """Fires when a participant rejoined."""
+
+    TYPE: ClassVar[str] = "ParticipantRejoined"
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TypingStarted(MessageEvent):
+    """Fires when typing began (text is a preview)."""
+
+    TYPE: ClassVar[str] = "TypingStarted"
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TypingStopped(MessageEvent):
+    """Fires when typing stopped."""
+
+    TYPE: ClassVar[str] = "TypingStopped"
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushUrl(MessageEvent):
+    """Fires when a participant pushed a URL (in ``url``)."""
+
+    TYPE: ClassVar[str] = "PushUrl"
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notice(MessageEvent):
+    """Fires when a notice (in ``text``) is archived."""
+
+    TYPE: ClassVar[str] = "Notice"
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CustomNotice(MessageEvent):
+    """Fires when a custom notice is archived."""
+
+    TYPE: ClassVar[str] = "CustomNotice"
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NicknameUpdated(MessageEvent):
+    """Fires when a nickname changed."""
+
+    TYPE: ClassVar[str] = "NicknameUpdated"
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TranscriptSaveDone(MessageEvent):
+    """Fires once per session when GWS reports its transcript saved."""
+
+    TYPE: ClassVar[str] = "TranscriptSaveDone"
 
 
 @_register
@@ -169,3 +241,82 @@ def event_from_row(
         raise ValueError(f"unknown event type {type_name!r} in the archive")
     data = orjson.loads(payload)
     return cls(seq=seq, event_id=event_id, session_id=session_id, occurred_at=occurred_at, **data)
+
+
+class EventRow(NamedTuple):
+    """One row of the ``events`` table, as the writer commits it."""
+
+    seq: int
+    event_id: str
+    type: str
+    session_id: str
+    message_index: int | None
+    occurred_at: str
+    payload_json: str
+
+    def typed(self) -> Event:
+        """The typed event this row stores."""
+        return event_from_row(
+            self.seq, self.event_id, self.type, self.session_id, self.occurred_at, self.payload_json
+        )
+
+
+def message_event_row(
+    seq: int, session_id: str, account: str, message: Message, archived_at: str
+) -> EventRow:
+    """The row of the event for a newly archived message (``Unknown`` for an undocumented type).
+
+    Built as the row itself, not as a typed event first: this runs once per message. The
+    payload's keys are exactly the MessageEvent fields (and Unknown's), so event_from_row reads it.
+    """
+    data: dict[str, Any] = {
+        "account": account,
+        "index": message.index,
+        "text": message.text,
+        "url": message.url,
+        "from_type": message.from_type,
+        "from_nickname": message.from_nickname,
+        "from_participant_id": message.from_participant_id,
+        "visibility": message.visibility,
+        "sent_at": message.sent_at,
+    }
+    if message.known_type:
+        event_type = message.type
+    else:
+        event_type = Unknown.TYPE
+        data["gws_type"] = message.type
+        data["raw"] = orjson.loads(message.raw_json)
+    return EventRow(
+        seq,
+        message_event_id(session_id, message.index),
+        event_type,
+        session_id,
+        message.index,
+        message.sent_at or archived_at,
+        orjson.dumps(data).decode(),
+    )
+
+
+def session_event_row(
+    cls: type[SessionEvent],
+    seq: int,
+    kind: str,
+    occurred_at: str,
+    account: str,
+    session: SmsSession,
+    **extra: Any,
+) -> EventRow:
+    """The row of a lifecycle event of ``session`` as now stored; ``kind`` ends its id."""
+    event = cls(
+        event_id=lifecycle_event_id(session.id, kind),
+        seq=seq,
+        session_id=session.id,
+        occurred_at=occurred_at,
+        account=account,
+        state=session.state,
+        participants=orjson.loads(session.participants_json),
+        user_data=orjson.loads(session.user_data_json),
+        **extra,
+    )
+    payload = orjson.dumps(event.data()).decode()
+    return EventRow(seq, event.event_id, cls.TYPE, session.id, None, occurred_at, payload)

@@ -18,9 +18,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import Counter
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -30,34 +29,13 @@ from archiver.errors import ArchiverError, NotFoundError
 from archiver.gws.client import GwsClient, MessagePage
 from archiver.gws.models import SmsSession
 from archiver.gws.notifications import Hint
+from archiver.state import AccountReport, FailureState, PollStats
 from archiver.store.writer import ArchiveWriter, Page
 
 log = structlog.get_logger()
 
 GROWTH = 1.5
 DEFAULT_PAGE_SLOTS = 32
-
-
-@dataclass(slots=True)
-class PollStats:
-    """Counters of one daemon run (exported as metrics and in the closing log line)."""
-
-    polls: int = 0
-    pages_stored: int = 0
-    messages_archived: int = 0
-    duplicates: int = 0
-    conflicts: int = 0
-    malformed: int = 0
-    errors: int = 0
-    sessions_ended: int = 0
-    by_type: Counter[str] = field(default_factory=Counter)  # messages archived, per GWS type
-    poll_results: Counter[str] = field(default_factory=Counter)  # archived, idle, error
-    list_results: Counter[str] = field(default_factory=Counter)  # session lists: ok, error
-    hints: Counter[str] = field(default_factory=Counter)  # push hints: session, list, all
-    hints_coalesced: int = 0  # hints that found a poll of their session already due
-    hint_polls: int = 0  # polls a hint started
-    hint_latency_s_total: float = 0.0  # hint received -> its poll started, summed
-    hint_latency_s_max: float = 0.0
 
 
 @dataclass(slots=True)
@@ -87,36 +65,6 @@ class Pacing:
     def debounce(self) -> float:
         """How long a hinted poll waits for more hints of the same session."""
         return self.push.debounce_s if self.push is not None else 0.0
-
-
-class FailureState:
-    """Errors become state: warn on the first failure, info on recovery, count the rest."""
-
-    def __init__(self, event_prefix: str, **context: str) -> None:
-        self.event_prefix = event_prefix
-        self.context = context
-        self.failures = 0
-        self.last_success_at: float | None = None
-        self.last_error: str | None = None
-
-    @property
-    def healthy(self) -> bool:
-        """True after a success with no failure since."""
-        return self.failures == 0 and self.last_success_at is not None
-
-    def failed(self, exc: BaseException) -> None:
-        """Record a failure; only the first of a run is logged."""
-        self.failures += 1
-        self.last_error = str(exc)
-        if self.failures == 1:
-            log.warning(f"{self.event_prefix}_failing", error=str(exc), **self.context)
-
-    def succeeded(self) -> None:
-        """Record a success; logged only when it ends a run of failures."""
-        self.last_success_at = time.time()
-        if self.failures:
-            log.info(f"{self.event_prefix}_recovered", failures=self.failures, **self.context)
-            self.failures = 0
 
 
 class SessionPoller:
@@ -339,6 +287,12 @@ class AccountPoller:
                 except TimeoutError:
                     pass
                 self._refresh_now.clear()
+
+    def report(self, now: float) -> AccountReport:
+        """The account's polling at ``now``, for health and metrics."""
+        open_pollers = [p for p in self.pollers.values() if not p.ended]
+        ages = [now - (p.health.last_success_at or p.started_at) for p in open_pollers]
+        return AccountReport(self.account, self.health, len(open_pollers), max(ages, default=0.0))
 
     def hint(self, hint: Hint) -> None:
         """A push notification: poll that session now; a new or changed one is also looked up."""

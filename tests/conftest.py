@@ -149,6 +149,16 @@ async def start_daemon(config: Path, log: Path) -> asyncio.subprocess.Process:
         )  # fmt: skip
 
 
+def run_started(archive: Path, pid: int) -> bool:
+    """True once the daemon with ``pid`` has recorded its run in the archive (it is archiving)."""
+    if not archive.exists():
+        return False
+    try:
+        return bool(query(archive, "SELECT count(*) FROM runs WHERE pid = ?", (pid,))[0][0])
+    except sqlite3.OperationalError:
+        return False  # the archive is being created: no runs table yet
+
+
 @pytest.fixture(scope="session")
 def big_archive(tmp_path_factory: pytest.TempPathFactory) -> GeneratedArchive:
     """1,000 sessions, 100,000+ messages; shared by every test, never written to by them."""

@@ -17,6 +17,7 @@ from tests.conftest import (
     daemon_config,
     ended_sessions,
     query,
+    run_started,
     start_daemon,
     wait_for,
 )
@@ -113,7 +114,7 @@ async def test_crash_loop_under_chaos_loses_nothing(tmp_path: Path) -> None:
             await daemon.wait()
         assert not sim.is_scenario_finished(), "the kills should land during ingest"
         daemon = await start_daemon(config, log)
-        await wait_for(lambda: log.read_text().count("daemon_started") == KILLS + 1)
+        await wait_for(lambda: run_started(archive, daemon.pid))
         try:
             await sim.scenario_finished()
             await wait_for(lambda: ended_sessions(archive) == scenario.sessions, 180)

@@ -24,8 +24,10 @@ from archiver.errors import (
     ThrottledError,
     TransportError,
 )
-from archiver.gws.client import GwsClient, GwsHost, RetryPolicy
-from archiver.gws.wire import parse_retry_after
+from archiver.gws.backoff import RequestRetry
+from archiver.gws.client import GwsClient
+from archiver.gws.transport import GwsHost
+from archiver.retry_after import parse_retry_after
 
 BASE = "http://gws.test"
 SESSIONS = f"{BASE}/api/v2/me/smssessions?fields=*"
@@ -57,7 +59,7 @@ def clock() -> FakeClock:
 async def host(clock: FakeClock) -> AsyncIterator[GwsHost]:
     accounts = (Account("agent1", Secret("pw-one")), Account("agent2", Secret("pw-two")))
     config = GwsConfig(base_url=BASE, accounts=accounts)
-    gws_host = GwsHost(config, retry=RetryPolicy(attempts=4), clock=clock, sleep=clock.sleep)
+    gws_host = GwsHost(config, retry=RequestRetry(attempts=4), clock=clock, sleep=clock.sleep)
     yield gws_host
     await gws_host.close()
 

@@ -9,7 +9,15 @@ import time
 from pathlib import Path
 
 from gws_simulator import FaultRates, Scenario, Simulator, SimulatorOptions
-from tests.conftest import compare, config_toml, ended_sessions, query, start_daemon, wait_for
+from tests.conftest import (
+    compare,
+    config_toml,
+    ended_sessions,
+    query,
+    run_started,
+    start_daemon,
+    wait_for,
+)
 
 KILLS = 6
 
@@ -33,7 +41,7 @@ async def test_sigkill_during_ingest_loses_and_duplicates_nothing(tmp_path: Path
             assert await daemon.wait() == -signal.SIGKILL
         assert not sim.is_scenario_finished(), "the kills should land during ingest"
         daemon = await start_daemon(config, log)
-        await wait_for(lambda: log.read_text().count("daemon_started") == KILLS + 1)
+        await wait_for(lambda: run_started(archive, daemon.pid))
         try:
             await sim.scenario_finished()
             await wait_for(lambda: ended_sessions(archive) == scenario.sessions, timeout_s=90)

@@ -19,7 +19,8 @@ import pytest
 
 from archiver import Archive
 from archiver.archive import MESSAGE_COLUMNS, printable
-from archiver.cli.read import add_read_commands, csv_cell
+from archiver.cli.export import csv_cell
+from archiver.cli.read import add_read_commands
 from archiver.gws.models import parse_message, parse_session
 from archiver.store.files import create_private
 from archiver.store.writer import ArchiveWriter, Page

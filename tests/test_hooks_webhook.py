@@ -15,7 +15,9 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from archiver.config import HooksConfig, Secret, WebhookHook, webhook_key
 from archiver.events import Text
-from archiver.hooks.webhook import WebhookSink, parse_retry_after, sign
+from archiver.hooks.retry import MAX_RETRY_AFTER_S
+from archiver.hooks.webhook import WebhookSink, sign
+from archiver.retry_after import parse_retry_after
 from archiver.store.deliveries import DeliveryStore
 from tests.conftest import wait_for
 from tests.hook_helpers import (
@@ -117,10 +119,18 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     """Retry-After in seconds or as an HTTP date becomes a wait; nonsense is ignored."""
     now = 1_700_000_000.0
     later = format_datetime(datetime.fromtimestamp(now + 90, UTC), usegmt=True)
-    assert parse_retry_after("7", now) == 7.0
-    assert parse_retry_after(later, now) == 90.0
-    assert parse_retry_after("soon", now) is None
-    assert parse_retry_after(None, now) is None
+    assert parse_retry_after("7", cap_s=MAX_RETRY_AFTER_S, now=now) == 7.0
+    assert parse_retry_after(later, cap_s=MAX_RETRY_AFTER_S, now=now) == 90.0
+    assert parse_retry_after("soon", cap_s=MAX_RETRY_AFTER_S, now=now) is None
+    assert parse_retry_after(None, cap_s=MAX_RETRY_AFTER_S, now=now) is None
+
+
+async def test_a_receivers_retry_after_is_capped_at_a_day(receiver: Receiver) -> None:
+    """A receiver asking for ten days' rest gets at most a day (MAX_RETRY_AFTER_S)."""
+    receiver.respond = lambda request: Answer(429, headers={"Retry-After": str(10 * 86_400)})
+    async with WebhookSink(webhook(receiver.url)) as sink:
+        outcome = await sink.deliver(EVENT)
+    assert (outcome.ok, outcome.retry_after_s) == (False, MAX_RETRY_AFTER_S)
 
 
 def subscribed(receiver: Receiver, **options: Any) -> HooksConfig:

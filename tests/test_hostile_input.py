@@ -23,7 +23,8 @@ from archiver.config import Config
 from archiver.daemon import Daemon
 from archiver.errors import StoreError
 from archiver.gws.models import Message, parse_session
-from archiver.gws.wire import decode_json, parse_retry_after, repair_java_longs
+from archiver.gws.wire import decode_json, repair_java_longs
+from archiver.retry_after import parse_retry_after
 from archiver.store.retention import purge_expired
 from archiver.store.writer import ArchiveWriter, Page
 from tests.conftest import count, daemon_config, query, wait_for

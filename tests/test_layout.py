@@ -59,3 +59,23 @@ def test_the_daemon_alone_installs_no_benchmark_dependency() -> None:
     assert "psutil" not in runtime
     assert "py-spy" not in runtime
     assert any("psutil" in spec for spec in project["optional-dependencies"]["bench"])
+
+
+def test_exactly_one_module_opens_sqlite_connections() -> None:
+    """Every connection to the archive is opened by archiver/store/db.py, under one policy."""
+    openers = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "archiver").rglob("*.py")
+        if "sqlite3.connect(" in path.read_text() or "aiosqlite.connect(" in path.read_text()
+    }
+    assert openers == {"archiver/store/db.py"}
+
+
+def test_no_product_module_is_longer_than_a_sitting() -> None:
+    """No module of the product over 450 lines: each can be read in one go."""
+    long = {
+        path.relative_to(ROOT).as_posix(): lines
+        for path in (ROOT / "archiver").rglob("*.py")
+        if (lines := len(path.read_text().splitlines())) > 450
+    }
+    assert not long

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from archiver.config import PollConfig, PushConfig
-from archiver.gws.client import GwsClient, GwsHost
+from archiver.gws.client import GwsClient
 from archiver.gws.notifications import Hint
-from archiver.poller import AccountPoller, Pacing, PollStats
+from archiver.gws.transport import GwsHost
+from archiver.poller import AccountPoller, Pacing
+from archiver.state import PollStats
 from archiver.store.writer import ArchiveWriter
 from gws_simulator import FaultRates, Simulator, SimulatorOptions
 from tests.conftest import archived_messages, daemon_config, wait_for

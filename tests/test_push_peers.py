@@ -24,8 +24,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from archiver.config import Account, GwsConfig, PushConfig, Secret
-from archiver.gws.client import GwsClient, GwsHost
+from archiver.gws.client import GwsClient
 from archiver.gws.push import Hint, PushClient
+from archiver.gws.transport import GwsHost
 from tests.conftest import wait_for
 
 PEERS = Path(__file__).parent / "peers"

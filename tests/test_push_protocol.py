@@ -20,10 +20,11 @@ from structlog.testing import capture_logs
 
 from archiver.config import Account, GwsConfig, PushConfig, Secret
 from archiver.errors import ProtocolError
-from archiver.gws.bayeux import Advice, Event, Reply, read_response
-from archiver.gws.client import GwsClient, GwsHost
+from archiver.gws.bayeux import Advice, Notification, Reply, read_response
+from archiver.gws.client import GwsClient
 from archiver.gws.notifications import hint_for
 from archiver.gws.push import Hint, PushClient
+from archiver.gws.transport import GwsHost
 from tests.conftest import wait_for
 
 Batch = list[dict[str, Any]]
@@ -52,8 +53,8 @@ def test_events_before_and_after_the_connect_reply_keep_their_order() -> None:
         {"channel": SMS, "data": {"n": 2}},
     ]
     items = read_response(body, sent).items
-    assert [type(item) for item in items] == [Event, Reply, Event]
-    assert [item.data for item in items if isinstance(item, Event)] == [{"n": 1}, {"n": 2}]
+    assert [type(item) for item in items] == [Notification, Reply, Notification]
+    assert [item.data for item in items if isinstance(item, Notification)] == [{"n": 1}, {"n": 2}]
 
 
 def test_an_event_carrying_a_pending_request_id_stays_an_event() -> None:
@@ -64,7 +65,7 @@ def test_an_event_carrying_a_pending_request_id_stays_an_event() -> None:
         {"channel": "/meta/connect", "id": "3", "successful": True},
     ]
     response = read_response(body, sent)
-    assert isinstance(response.items[0], Event)
+    assert isinstance(response.items[0], Notification)
     reply = response.reply_to("/meta/connect")
     assert reply is not None
     assert reply.successful
@@ -149,7 +150,7 @@ def test_sms_notifications_become_hints(
     channel: str, data: object, expected: tuple[str, bool] | None
 ) -> None:
     """The session id comes from the resource or the URI/path; anything unclear polls all."""
-    hint = hint_for(Event(channel, data), 5.0)
+    hint = hint_for(Notification(channel, data), 5.0)
     if expected is None:
         assert hint == Hint(None, True, 5.0)
     else:
@@ -165,7 +166,7 @@ def test_sms_notifications_become_hints(
 )
 def test_other_notifications_give_no_hint(channel: str, data: object) -> None:
     """Chat transcripts share MessageLogUpdated but are not ours; devices neither."""
-    assert hint_for(Event(channel, data), 0.0) is None
+    assert hint_for(Notification(channel, data), 0.0) is None
 
 
 # ---------------------------------------------------------------- the client, scripted

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from archiver.daemon import Daemon
-from archiver.poller import PollStats
+from archiver.state import PollStats
 from archiver.store.runs import RunRecorder, recent_runs, start_run
 from archiver.store.writer import ArchiveWriter
 from gws_simulator import Simulator, SimulatorOptions

@@ -15,7 +15,7 @@ import pytest
 from archiver.cli import main
 from archiver.config import load_config
 from archiver.config_dump import config_digest
-from archiver.poller import PollStats
+from archiver.state import PollStats
 from archiver.store.migrate import migrate
 from archiver.store.runs import start_run, stop_run
 

@@ -14,6 +14,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from archiver import __version__
+from archiver.cli.exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from archiver.cli.hooks import add_hooks_commands
 from archiver.cli.read import add_read_commands
 from archiver.cli.service import add_service_commands
@@ -21,9 +22,6 @@ from archiver.config import load_config
 from archiver.daemon import Daemon
 from archiver.errors import ArchiverError, ConfigError, InstanceLockedError
 from archiver.logs import configure_logging
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-
 
 # Commands served by the packages beside the product, imported only when they are run.
 _HARNESSES = {

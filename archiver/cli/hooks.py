@@ -12,18 +12,16 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from archiver.cli.exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from archiver.cli.read import archive_path
 from archiver.errors import ArchiverError, ConfigError
-from archiver.gws.models import format_instant
+from archiver.instants import format_instant, parse_instant
 from archiver.store.deliveries import DeliveryStore, SubscriberStatus
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 Command = Callable[[argparse.Namespace, DeliveryStore], Coroutine[Any, Any, int]]
 
@@ -93,10 +91,10 @@ def _since(text: str) -> int | str:
     if text.isdigit():
         return int(text)
     try:
-        when = datetime.fromisoformat(text)
+        when = parse_instant(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a seq or an ISO-8601 time: {text!r}") from None
-    return format_instant(when if when.tzinfo else when.replace(tzinfo=UTC))
+    return format_instant(when)
 
 
 async def _status(args: argparse.Namespace, store: DeliveryStore) -> int:

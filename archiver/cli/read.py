@@ -15,45 +15,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import hashlib
 import os
-import re
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 
 from archiver.archive import (
-    MESSAGE_COLUMNS,
     Archive,
     SessionFilter,
-    Transcript,
-    html_page,
     printable,
 )
-from archiver.config import load_config
+from archiver.cli.exit_codes import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from archiver.cli.export import FORMATS, export_archive
+from archiver.config import ArchiveConfig, load_config
 from archiver.errors import ArchiverError, ConfigError
 from archiver.events import EVENT_TYPES, Event, MessageEvent, SessionEvent
+from archiver.instants import parse_instant
 from archiver.store.queries import InvalidQueryError
 from archiver.store.retention import purge_expired, set_legal_hold
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_ARCHIVE = Path("archive.sqlite3")
-FORMATS = ("jsonl", "csv", "text", "html")
 _BOLD, _RESET = "\x1b[1m", "\x1b[0m"
 # Search highlight markers (private-use characters), turned into bold or brackets once the
 # snippet is printable: the terminal codes must not be escaped with the customer's.
 _MARK_START, _MARK_END = "\ue000", "\ue001"
-# OWASP CSV injection: a cell starting with one of these is a formula to a spreadsheet.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-# Export files and directories: the archive's contents are private.
-_FILE_MODE, _DIR_MODE = 0o600, 0o700
 
 Command = Callable[[argparse.Namespace, Path], Coroutine[Any, Any, int]]
 Handler = Callable[[argparse.Namespace], int]
@@ -120,6 +110,13 @@ def add_read_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     hold.add_argument("--release", action="store_true", help="lift the hold")
 
 
+def busy_timeout_s(args: argparse.Namespace) -> float:
+    """The configuration's ``archive.busy_timeout_s`` (``--config``), else its default."""
+    if args.archive is None and args.config is not None:
+        return load_config(args.config).archive.busy_timeout_s
+    return ArchiveConfig().busy_timeout_s
+
+
 def archive_path(args: argparse.Namespace) -> Path:
     """``--archive``, else the configuration's ``[archive] path``, else ./archive.sqlite3."""
     if args.archive is not None:
@@ -163,10 +160,9 @@ def _fail(message: str, code: int) -> int:
 
 def _instant(text: str) -> datetime:
     try:
-        value = datetime.fromisoformat(text)
+        return parse_instant(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO-8601 date or time: {text!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _count(text: str) -> int:
@@ -292,100 +288,8 @@ async def _search(args: argparse.Namespace, path: Path) -> int:
 async def _export(args: argparse.Namespace, path: Path) -> int:
     if args.json and args.format != "jsonl":
         return _fail(f"--json conflicts with --format {args.format}", EXIT_USAGE)
-    fmt = args.format
-    if args.out is not None:
-        args.out.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
-    async with Archive(path) as archive:
-        if fmt in ("jsonl", "csv"):
-            count = await _export_rows(archive, args, fmt)
-            what = "messages"
-        else:
-            count = await _export_transcripts(archive, args, fmt)
-            what = "transcripts"
-    if args.out is not None:
-        print(f"exported {count} {what} to {args.out}", file=sys.stderr)
+    await export_archive(args, path, _filters(args))
     return EXIT_OK
-
-
-async def _export_rows(archive: Archive, args: argparse.Namespace, fmt: str) -> int:
-    count = 0
-    target = args.out / f"messages.{fmt}" if args.out is not None else None
-    with _output(target) as out:
-        writer = None
-        if fmt == "csv":
-            # Every cell quoted (as OWASP asks), also with --raw-csv: the csv module does not quote
-            # a lone CR, which readers take for the end of the row.
-            writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
-            writer.writerow(MESSAGE_COLUMNS)
-        async for message in archive.messages(_filters(args)):
-            if writer is not None:
-                cells = message.to_json().values()
-                writer.writerow(cells if args.raw_csv else [csv_cell(cell) for cell in cells])
-            else:
-                out.write(orjson.dumps(message.to_json()).decode() + "\n")
-            count += 1
-    return count
-
-
-async def _export_transcripts(archive: Archive, args: argparse.Namespace, fmt: str) -> int:
-    count = 0
-    head, tail = html_page("gws-archiver transcripts")
-    if args.out is None and fmt == "html":
-        sys.stdout.write(head)
-    async for transcript in archive.transcripts(_filters(args)):
-        name = _file_name(transcript.session.session_id)
-        target = args.out / f"{name}.{'txt' if fmt == 'text' else 'html'}" if args.out else None
-        with _output(target) as out:
-            out.write(_render(transcript, fmt, args.hide_events, standalone=target is not None))
-        count += 1
-    if args.out is None and fmt == "html":
-        sys.stdout.write(tail)
-    return count
-
-
-def _render(transcript: Transcript, fmt: str, hide_events: bool, *, standalone: bool) -> str:
-    if fmt == "text":
-        return "\n".join(transcript.text_lines(hide_events=hide_events)) + "\n\n"
-    section = transcript.html_section(hide_events=hide_events)
-    if not standalone:
-        return section
-    head, tail = html_page(f"Session {transcript.session.session_id}")
-    return head + section + tail
-
-
-def _file_name(session_id: str) -> str:
-    """A safe file name for a session; a hash keeps altered ids from colliding."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", session_id)
-    if safe != session_id or safe.startswith("."):
-        safe = f"{safe}-{hashlib.sha256(session_id.encode()).hexdigest()[:10]}"
-    return safe
-
-
-def csv_cell(value: Any) -> Any:
-    """A CSV cell a spreadsheet shows as text: a leading ``'`` if it would start a formula.
-
-    Only strings are defused (OWASP's rule); numbers such as ``message_index`` -1 stay numbers.
-    """
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-def _output(target: Path | None) -> AbstractContextManager[TextIO]:
-    """Standard output (left open), or a UTF-8 file at ``target`` that only its owner can read.
-
-    The file is created 0600 (never readable by others, not even while it is written); an
-    existing file is truncated and made 0600 before anything is written to it.
-    """
-    if target is None:
-        return nullcontext(sys.stdout)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
-    try:
-        os.fchmod(fd, _FILE_MODE)
-        return open(fd, "w", encoding="utf-8", newline="")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 async def _stats(args: argparse.Namespace, path: Path) -> int:
@@ -447,7 +351,9 @@ def _print_event(event: Event, as_json: bool) -> None:
 
 
 async def _purge(args: argparse.Namespace, path: Path) -> int:
-    result = await purge_expired(path, args.retain_days, batch=args.batch)
+    result = await purge_expired(
+        path, args.retain_days, batch=args.batch, busy_timeout_s=busy_timeout_s(args)
+    )
     if args.json:
         _print_json(asdict(result))
     else:
@@ -460,7 +366,9 @@ async def _purge(args: argparse.Namespace, path: Path) -> int:
 
 async def _hold(args: argparse.Namespace, path: Path) -> int:
     held = not args.release
-    if not await set_legal_hold(path, args.session_id, held=held):
+    if not await set_legal_hold(
+        path, args.session_id, held=held, busy_timeout_s=busy_timeout_s(args)
+    ):
         return _fail(f"no session {args.session_id!r} in {path}", EXIT_FAILURE)
     if args.json:
         _print_json({"session_id": args.session_id, "legal_hold": held})

@@ -18,13 +18,12 @@ from typing import Any
 
 import orjson
 
+from archiver.cli.exit_codes import EXIT_FAILURE, EXIT_OK
 from archiver.cli.read import archive_path
 from archiver.config import load_config
 from archiver.config_dump import effective_config, render_toml
 from archiver.store.runs import Run, recent_runs
 from archiver.store.vitals import ArchiveSummary, archive_bytes, summarize
-
-EXIT_OK, EXIT_FAILURE = 0, 1
 
 
 def add_service_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from archiver.config.model import (
-    DEFAULT_RETRY_DELAYS_S,
     CommandHook,
     HooksConfig,
     PythonHook,
@@ -27,10 +26,16 @@ _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def parse_hooks(reader: TableReader, env: Mapping[str, str]) -> HooksConfig:
     """The [hooks] table: every subscriber of every kind."""
     config = HooksConfig(
-        webhooks=tuple(_parse_webhook(item, env) for item in _hook_tables(reader, "webhooks")),
-        commands=tuple(_parse_command(item) for item in _hook_tables(reader, "commands")),
-        python=tuple(_parse_python_hook(item) for item in _hook_tables(reader, "python")),
-        plugins=reader.get("plugins", bool, True),
+        webhooks=tuple(
+            _parse_webhook(item, env) for item in _hook_tables(reader, "webhooks", WebhookHook)
+        ),
+        commands=tuple(
+            _parse_command(item) for item in _hook_tables(reader, "commands", CommandHook)
+        ),
+        python=tuple(
+            _parse_python_hook(item) for item in _hook_tables(reader, "python", PythonHook)
+        ),
+        plugins=reader.get("plugins", bool),
     )
     reader.finish()
     seen: set[str] = set()
@@ -48,13 +53,13 @@ def parse_hooks(reader: TableReader, env: Mapping[str, str]) -> HooksConfig:
     return config
 
 
-def _hook_tables(parent: TableReader, kind: str) -> list[TableReader]:
+def _hook_tables(parent: TableReader, kind: str, model: type) -> list[TableReader]:
     readers = []
     for position, item in enumerate(parent.get(kind, list, [])):
         name = f"{kind}[{position}]"
         if not isinstance(item, dict):
             raise parent.fail(name, f"must be a table ([[hooks.{kind}]])")
-        readers.append(TableReader(parent.path, item, parent.key(name) + "."))
+        readers.append(TableReader(parent.path, item, parent.key(name) + ".", model))
     return readers
 
 
@@ -65,18 +70,18 @@ def _strings(reader: TableReader, name: str) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _hook_common(reader: TableReader, default_name: str, timeout_s: float) -> dict[str, Any]:
+def _hook_common(reader: TableReader, default_name: str) -> dict[str, Any]:
     """The keys every kind of subscriber has, as HookConfig keyword arguments."""
     types = _strings(reader, "types")
     unknown = sorted(set(types) - set(EVENT_TYPES))
     if unknown:
         raise reader.fail("types", f"unknown event type {unknown[0]!r}")
-    delays = reader.get("retry_delays_s", list, list(DEFAULT_RETRY_DELAYS_S))
+    delays = reader.get("retry_delays_s", list, list(reader.defaults["retry_delays_s"]))
     if not delays or not all(
         isinstance(d, int | float) and not isinstance(d, bool) and d >= 0 for d in delays
     ):
         raise reader.fail("retry_delays_s", "must be a non-empty array of seconds (>= 0)")
-    jitter = reader.get("retry_jitter", float, 0.2)
+    jitter = reader.get("retry_jitter", float)
     if not 0 <= jitter < 1:
         raise reader.fail("retry_jitter", f"must be at least 0 and less than 1, not {jitter}")
     name = reader.get("name", str, default_name)
@@ -84,12 +89,12 @@ def _hook_common(reader: TableReader, default_name: str, timeout_s: float) -> di
         raise reader.fail("name", "must not be empty")
     return {
         "name": name,
-        "timeout_s": reader.positive("timeout_s", float, timeout_s),
-        "max_in_flight": reader.positive("max_in_flight", int, 4),
+        "timeout_s": reader.positive("timeout_s", float),
+        "max_in_flight": reader.positive("max_in_flight", int),
         "types": types,
         "accounts": _strings(reader, "accounts"),
         "sessions": _strings(reader, "sessions"),
-        "max_attempts": reader.positive("max_attempts", int, 8),
+        "max_attempts": reader.positive("max_attempts", int),
         "retry_delays_s": tuple(float(d) for d in delays),
         "retry_jitter": jitter,
     }
@@ -122,7 +127,7 @@ def _parse_webhook(reader: TableReader, env: Mapping[str, str]) -> WebhookHook:
     hook = WebhookHook(
         url=url,
         secrets=tuple(Secret(value) for _, value in given),
-        **_hook_common(reader, f"webhook:{parts.hostname}{parts.path}", 15.0),
+        **_hook_common(reader, f"webhook:{parts.hostname}{parts.path}"),
     )
     reader.finish()
     return hook
@@ -151,7 +156,7 @@ def _parse_command(reader: TableReader) -> CommandHook:
     hook = CommandHook(
         argv=argv,
         env_pass=env_pass,
-        **_hook_common(reader, f"command:{Path(program).name}", 30.0),
+        **_hook_common(reader, f"command:{Path(program).name}"),
     )
     reader.finish()
     return hook
@@ -162,6 +167,6 @@ def _parse_python_hook(reader: TableReader) -> PythonHook:
     module, _, function = target.partition(":")
     if not all(part.isidentifier() for part in [*module.split("."), *function.split(".")]):
         raise reader.fail("target", f"must be module:function, not {target!r}")
-    hook = PythonHook(target=target, **_hook_common(reader, f"python:{target}", 30.0))
+    hook = PythonHook(target=target, **_hook_common(reader, f"python:{target}"))
     reader.finish()
     return hook

@@ -17,10 +17,12 @@ from archiver.config.model import (
     ArchiveConfig,
     Config,
     GwsConfig,
+    HooksConfig,
     LogConfig,
     PollConfig,
     PushConfig,
     Secret,
+    ServerConfig,
     redact_url,
 )
 from archiver.config.server import parse_server
@@ -50,13 +52,13 @@ def parse_config(document: Mapping[str, Any], source: str, env: Mapping[str, str
     if "gws" not in document:
         raise root.fail("gws", "is required (the [gws] table with base_url and accounts)")
     config = Config(
-        gws=_parse_gws(root.sub("gws"), env),
-        poll=_parse_poll(root.sub("poll")),
-        archive=_parse_archive(root.sub("archive"), Path(source).parent),
-        log=_parse_log(root.sub("log")),
-        push=_parse_push(root.sub("push")),
-        server=parse_server(root.sub("server"), env),
-        hooks=parse_hooks(root.sub("hooks"), env),
+        gws=_parse_gws(root.sub("gws", GwsConfig), env),
+        poll=_parse_poll(root.sub("poll", PollConfig)),
+        archive=_parse_archive(root.sub("archive", ArchiveConfig), Path(source).parent),
+        log=_parse_log(root.sub("log", LogConfig)),
+        push=_parse_push(root.sub("push", PushConfig)),
+        server=parse_server(root.sub("server", ServerConfig), env),
+        hooks=parse_hooks(root.sub("hooks", HooksConfig), env),
         source=source,
     )
     root.finish()
@@ -91,18 +93,18 @@ def _parse_gws(reader: TableReader, env: Mapping[str, str]) -> GwsConfig:
     config = GwsConfig(
         base_url=base_url,
         accounts=accounts,
-        request_timeout_s=reader.positive("request_timeout_s", float, 30.0),
-        connect_timeout_s=reader.positive("connect_timeout_s", float, 10.0),
-        max_concurrent_requests=reader.positive("max_concurrent_requests", int, 32),
-        page_size=reader.positive("page_size", int, 500),
-        verify_tls=reader.get("verify_tls", bool, True),
+        request_timeout_s=reader.positive("request_timeout_s", float),
+        connect_timeout_s=reader.positive("connect_timeout_s", float),
+        max_concurrent_requests=reader.positive("max_concurrent_requests", int),
+        page_size=reader.positive("page_size", int),
+        verify_tls=reader.get("verify_tls", bool),
         max_requests_per_s=(
-            reader.positive("max_requests_per_s", float, 1.0)
+            reader.positive("max_requests_per_s", float)
             if "max_requests_per_s" in reader.table
             else None
         ),
-        max_body_bytes=reader.positive("max_body_bytes", int, 64 * 1024 * 1024),
-        max_retry_after_s=reader.positive("max_retry_after_s", float, 60.0),
+        max_body_bytes=reader.positive("max_body_bytes", int),
+        max_retry_after_s=reader.positive("max_retry_after_s", float),
     )
     reader.finish()
     return config
@@ -134,10 +136,10 @@ def _parse_account(
 
 def _parse_poll(reader: TableReader) -> PollConfig:
     config = PollConfig(
-        min_interval_s=reader.positive("min_interval_s", float, 0.5),
-        max_interval_s=reader.positive("max_interval_s", float, 3.0),
-        sessions_interval_s=reader.positive("sessions_interval_s", float, 2.0),
-        jitter=reader.get("jitter", float, 0.1),
+        min_interval_s=reader.positive("min_interval_s", float),
+        max_interval_s=reader.positive("max_interval_s", float),
+        sessions_interval_s=reader.positive("sessions_interval_s", float),
+        jitter=reader.get("jitter", float),
     )
     if config.max_interval_s < config.min_interval_s:
         raise reader.fail("max_interval_s", "must not be less than min_interval_s")
@@ -148,38 +150,38 @@ def _parse_poll(reader: TableReader) -> PollConfig:
 
 
 def _parse_push(reader: TableReader) -> PushConfig:
-    path = reader.get("path", str, "/api/v2/notifications")
+    path = reader.get("path", str)
     if not path.startswith("/"):
         raise reader.fail("path", f"must start with /, not {path!r}")
-    channels = reader.get("channels", list, ["/v2/me/*"])
+    channels = reader.get("channels", list)
     if not channels or not all(isinstance(c, str) and c.startswith("/") for c in channels):
         raise reader.fail("channels", "must be a non-empty array of channel names starting with /")
     config = PushConfig(
-        enabled=reader.get("enabled", bool, False),
+        enabled=reader.get("enabled", bool),
         path=path,
         channels=tuple(channels),
-        safety_interval_s=reader.positive("safety_interval_s", float, 30.0),
-        debounce_s=reader.positive("debounce_s", float, 0.05),
-        network_delay_s=reader.positive("network_delay_s", float, 10.0),
-        backoff_step_s=reader.positive("backoff_step_s", float, 1.0),
-        backoff_max_s=reader.positive("backoff_max_s", float, 60.0),
+        safety_interval_s=reader.positive("safety_interval_s", float),
+        debounce_s=reader.positive("debounce_s", float),
+        network_delay_s=reader.positive("network_delay_s", float),
+        backoff_step_s=reader.positive("backoff_step_s", float),
+        backoff_max_s=reader.positive("backoff_max_s", float),
     )
     reader.finish()
     return config
 
 
 def _parse_archive(reader: TableReader, base_dir: Path) -> ArchiveConfig:
-    raw = reader.get("path", str, "archive.sqlite3")
+    raw = reader.get("path", str, str(reader.defaults["path"]))
     if not raw:
         raise reader.fail("path", "must not be empty")
     path = Path(raw).expanduser()
     config = ArchiveConfig(
         path=path if path.is_absolute() else base_dir / path,
-        busy_timeout_s=reader.positive("busy_timeout_s", float, 10.0),
+        busy_timeout_s=reader.positive("busy_timeout_s", float),
         retain_days=(
-            reader.positive("retain_days", float, 1.0) if "retain_days" in reader.table else None
+            reader.positive("retain_days", float) if "retain_days" in reader.table else None
         ),
-        retention_interval_s=reader.positive("retention_interval_s", float, 3600.0),
+        retention_interval_s=reader.positive("retention_interval_s", float),
     )
     reader.finish()
     return config
@@ -187,8 +189,8 @@ def _parse_archive(reader: TableReader, base_dir: Path) -> ArchiveConfig:
 
 def _parse_log(reader: TableReader) -> LogConfig:
     config = LogConfig(
-        level=reader.choice("level", LOG_LEVELS, "info"),
-        format=reader.choice("format", LOG_FORMATS, "auto"),
+        level=reader.choice("level", LOG_LEVELS),
+        format=reader.choice("format", LOG_FORMATS),
     )
     reader.finish()
     return config

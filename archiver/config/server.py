@@ -38,8 +38,8 @@ def parse_server(reader: TableReader, env: Mapping[str, str]) -> ServerConfig:
     config = ServerConfig(
         listen=listen,
         token=token,
-        keepalive_s=reader.positive("keepalive_s", float, 15.0),
-        ready_window_s=reader.positive("ready_window_s", float, 60.0),
+        keepalive_s=reader.positive("keepalive_s", float),
+        ready_window_s=reader.positive("ready_window_s", float),
         allowed_hosts=_host_names(reader),
     )
     reader.finish()
@@ -47,7 +47,7 @@ def parse_server(reader: TableReader, env: Mapping[str, str]) -> ServerConfig:
 
 
 def _host_names(reader: TableReader) -> tuple[str, ...]:
-    names = reader.get("allowed_hosts", list, [])
+    names = reader.get("allowed_hosts", list)
     for position, name in enumerate(names):
         if not isinstance(name, str) or not name or "/" in name or ":" in name.strip("[]"):
             raise reader.fail(f"allowed_hosts[{position}]", "must be a host name, without a port")

@@ -2,10 +2,10 @@
 
 No I/O here. :class:`Outbox` builds requests with fresh ids; :func:`read_response` turns a
 response body into :class:`Reply` (an answer to one of our ``/meta/*`` requests, matched by
-channel *and* id) and :class:`Event` (everything else), in the order the server wrote them.
-Servers disagree on that order (Faye puts events after the connect reply, CometD before it) and
-a delivered event may carry an ``id`` equal to one of ours, so neither position nor id alone
-identifies a reply.
+channel *and* id) and :class:`Notification` (everything else), in the order the server wrote
+them. Servers disagree on that order (Faye puts notifications after the connect reply, CometD
+before it) and a delivered notification may carry an ``id`` equal to one of ours, so neither
+position nor id alone identifies a reply.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ NONE = "none"
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_INTERVAL_S = 10.0
 
-Message = dict[str, Any]
+Request = dict[str, Any]  # one message we send
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +106,8 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    """A message on a non-meta channel: a notification."""
+class Notification:
+    """A message on a non-meta channel (an event the server delivers to us)."""
 
     channel: str
     data: object
@@ -115,9 +115,9 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """One response body, read: replies and events in the server's order."""
+    """One response body, read: replies and notifications in the server's order."""
 
-    items: list[Reply | Event]
+    items: list[Reply | Notification]
     stray: int  # meta messages that answer nothing we sent in this request
 
     def reply_to(self, channel: str) -> Reply | None:
@@ -138,18 +138,18 @@ class Outbox:
     def __init__(self) -> None:
         self._ids = itertools.count(1)
 
-    def _message(self, channel: str, **fields: Any) -> Message:
+    def _message(self, channel: str, **fields: Any) -> Request:
         return {"channel": channel, "id": str(next(self._ids)), **fields}
 
-    def handshake(self) -> Message:
+    def handshake(self) -> Request:
         """A handshake offering long-polling only (GWS supports nothing else)."""
         return self._message(HANDSHAKE, version="1.0", supportedConnectionTypes=[LONG_POLLING])
 
-    def subscribe(self, client_id: str, channel: str) -> Message:
+    def subscribe(self, client_id: str, channel: str) -> Request:
         """Subscribe to ``channel`` (a name or a ``*``/``**`` pattern)."""
         return self._message(SUBSCRIBE, clientId=client_id, subscription=channel)
 
-    def connect(self, client_id: str, *, first: bool) -> Message:
+    def connect(self, client_id: str, *, first: bool) -> Request:
         """A connect; the first after a handshake asks to be answered at once.
 
         Without ``advice.timeout: 0`` Faye holds even the first connect for a full timeout, and
@@ -158,13 +158,13 @@ class Outbox:
         advice = {"advice": {"timeout": 0}} if first else {}
         return self._message(CONNECT, clientId=client_id, connectionType=LONG_POLLING, **advice)
 
-    def disconnect(self, client_id: str) -> Message:
+    def disconnect(self, client_id: str) -> Request:
         """End the session (best effort; servers must not rely on it)."""
         return self._message(DISCONNECT, clientId=client_id)
 
 
 def read_response(body: object, sent: Sequence[Mapping[str, Any]]) -> Response:
-    """Split a response body into replies to ``sent`` and events, keeping the server's order.
+    """Split a response body into replies to ``sent`` and notifications, in the server's order.
 
     A bare object is accepted as a one-element array. A meta message is a reply when its channel
     and id match a request in ``sent``; one without an id answers the oldest unanswered request
@@ -175,7 +175,7 @@ def read_response(body: object, sent: Sequence[Mapping[str, Any]]) -> Response:
     if not isinstance(body, list):
         raise ProtocolError(f"Bayeux response is a {type(body).__name__}, not an array")
     pending = list(sent)
-    items: list[Reply | Event] = []
+    items: list[Reply | Notification] = []
     stray = 0
     for element in body:
         channel = element.get("channel") if isinstance(element, Mapping) else None
@@ -183,7 +183,7 @@ def read_response(body: object, sent: Sequence[Mapping[str, Any]]) -> Response:
             stray += 1
             continue
         if not channel.startswith("/meta/"):
-            items.append(Event(channel, element.get("data")))
+            items.append(Notification(channel, element.get("data")))
             continue
         request = _answered(pending, channel, element.get("id"))
         if request is None:

@@ -1,46 +1,25 @@
-"""The GWS client: the only code that speaks HTTP to GWS.
+"""The GWS client: the REST API as one agent account sees it.
 
-One :class:`GwsHost` per GWS server holds the shared connection pool and the host-wide throttle;
-one :class:`GwsClient` per agent account holds its cookie jar (JSESSIONID) and CSRF token. Every
-answer is mapped onto the error tree in :mod:`archiver.errors`; retries use tenacity.
+One :class:`GwsClient` per agent account holds its :class:`~archiver.gws.transport.Transport`
+(Basic header, cookie jar with JSESSIONID) and its CSRF token; the transport sends, and maps
+every failure onto the error tree in :mod:`archiver.errors`. Failed requests are retried as
+:mod:`archiver.gws.backoff` says, and an authentication failure re-logs in once per burst.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import time
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import aiohttp
-import orjson
 import structlog
-from aiolimiter import AsyncLimiter
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
-)
-from yarl import URL
 
-from archiver.config import Account, GwsConfig
-from archiver.errors import (
-    AuthError,
-    GwsError,
-    GwsStatusError,
-    NotFoundError,
-    ProtocolError,
-    ThrottledError,
-    TransportError,
-    UndecodableError,
-)
+from archiver.config import Account
+from archiver.errors import AuthError, GwsError, ProtocolError, UndecodableError
+from archiver.gws.backoff import retryable, retrying
 from archiver.gws.models import (
     Malformed,
     MalformedPayload,
@@ -51,14 +30,16 @@ from archiver.gws.models import (
     parse_session,
     session_objects,
 )
-from archiver.gws.wire import KEPT_BODY_BYTES, decode_json, parse_retry_after, read_body
+from archiver.gws.transport import GwsHost, Transport, endpoint_name, status_error
+from archiver.gws.wire import KEPT_BODY_BYTES
 from archiver.lifecycle import Resource
+
+# GwsHost is re-exported: callers build the host and the clients on it from here.
+__all__ = ["GwsClient", "GwsHost", "MessagePage", "SessionList", "parse_messages_body", "raw_text"]
 
 log = structlog.get_logger()
 
 API = "/api/v2"
-CSRF_FAILURE = "csrf"
-THROTTLE_SPELL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,126 +66,34 @@ class MessagePage:
         return max(positions) + 1 if positions else None
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often and how long a failing request is tried again."""
-
-    attempts: int = 5
-    total_s: float = 60.0
-    wait_max_s: float = 10.0
-    wait_multiplier_s: float = 0.25
-
-
-class GwsHost:
-    """One GWS server: a shared connection pool and a host-wide pause after 429/503."""
-
-    def __init__(
-        self,
-        config: GwsConfig,
-        *,
-        retry: RetryPolicy | None = None,
-        reserved_connections: int = 0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Any] = asyncio.sleep,
-    ) -> None:
-        self.config = config
-        self.retry = retry or RetryPolicy()
-        # Connections beyond max_concurrent_requests, for requests the server holds open
-        # (one long-poll per account in push mode), so they never starve the polling.
-        self.reserved_connections = reserved_connections
-        self.clock = clock
-        self.sleep = sleep
-        self.timeout = aiohttp.ClientTimeout(
-            total=config.request_timeout_s, connect=config.connect_timeout_s
-        )
-        self._connector: aiohttp.TCPConnector | None = None
-        self._paused_until = 0.0
-        self.requests: Counter[tuple[str, str]] = Counter()  # (endpoint, HTTP status or error)
-        self.pauses = 0
-        rate = config.max_requests_per_s
-        self._limiter = AsyncLimiter(rate, 1.0) if rate else None
-        self._closed = False
-
-    @property
-    def connector(self) -> aiohttp.TCPConnector:
-        """The shared pool, created on first use (it needs a running loop)."""
-        if self._closed:
-            raise GwsError("the GWS host is closed")
-        if self._connector is None:
-            self._connector = aiohttp.TCPConnector(
-                limit=self.config.max_concurrent_requests + self.reserved_connections,
-                ssl=self.config.verify_tls,
-            )
-        return self._connector
-
-    def pause(self, seconds: float) -> None:
-        """Hold every request to this host for ``seconds`` (a 429 or 503 said so)."""
-        now = self.clock()
-        until = now + seconds
-        if until > self._paused_until:
-            # One warning per throttled spell; the pauses inside it are counted, not logged.
-            if self._paused_until < now - THROTTLE_SPELL_S:
-                log.warning("gws_throttled", pause_s=round(seconds, 3), host=self.config.base_url)
-            self._paused_until = until
-            self.pauses += 1
-
-    async def wait_turn(self) -> None:
-        """Return once this host may be asked again (no pause, and under the rate ceiling)."""
-        while (delay := self._paused_until - self.clock()) > 0:
-            await self.sleep(delay)
-        if self._limiter is not None:
-            await self._limiter.acquire()
-
-    async def close(self) -> None:
-        """Close the pool; safe to call twice."""
-        self._closed = True
-        if self._connector is not None:
-            connector, self._connector = self._connector, None
-            await connector.close()
-
-
 class GwsClient(Resource):
-    """The GWS API as one agent sees it; an async context manager."""
+    """The GWS API as one agent sees it; an async context manager.
+
+    ``transport`` is the account's HTTP identity, shared with its push client; ``login`` and
+    ``csrf_headers`` are what push needs besides it.
+    """
 
     def __init__(self, host: GwsHost, account: Account) -> None:
         self.host = host
         self.account = account
         self.base_url = host.config.base_url
         self.page_size = host.config.page_size
-        self._http: aiohttp.ClientSession | None = None
+        authorization = "Basic " + base64.b64encode(
+            f"{account.username}:{account.password.reveal()}".encode()
+        ).decode("ascii")
+        self.transport = Transport(host, authorization=authorization)
         self._csrf: tuple[str, str] | None = None
         # Re-login once per burst of auth failures: a failure seen under an older generation
         # was already handled by whoever re-logged in since.
         self._auth_generation = 0
         self._auth_lock = asyncio.Lock()
-        self._auth = "Basic " + base64.b64encode(
-            f"{account.username}:{account.password.reveal()}".encode()
-        ).decode("ascii")
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"GwsClient({self.base_url!r}, account={self.account.username!r})"
 
     async def close(self) -> None:
         """Close this account's HTTP session (not the shared pool); safe to call twice."""
-        self._closed = True
-        if self._http is not None:
-            http, self._http = self._http, None
-            await http.close()
-
-    @property
-    def http(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise GwsError("the GWS client is closed")
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                connector=self.host.connector,
-                connector_owner=False,
-                cookie_jar=aiohttp.CookieJar(unsafe=True),
-                timeout=self.host.timeout,
-                headers={"Authorization": self._auth, "Accept": "application/json"},
-            )
-        return self._http
+        await self.transport.close()
 
     async def login(self) -> None:
         """Authenticate: GET /api/v2/me, keeping the JSESSIONID cookie and the CSRF token."""
@@ -292,20 +181,12 @@ class GwsClient(Resource):
         try:
             return await self._attempt(method, path, params)
         except GwsError as exc:
-            if not _retryable(exc):
+            if not retryable(exc):
                 raise
             first_failure: GwsError | None = exc
         # Only a failed request pays for tenacity: its first attempt is the failure above, so
         # the backoff (and any Retry-After) applies before the request is sent again.
-        policy = self.host.retry
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.total_s),
-            wait=_RetryAfterWait(policy),
-            sleep=self.host.sleep,
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in retrying(self.host.retry, self.host.sleep):
             with attempt:
                 if first_failure is not None:
                     failure, first_failure = first_failure, None
@@ -329,37 +210,28 @@ class GwsClient(Resource):
                 return
             log.debug("gws_reauthenticating", account=self.account.username)
             self._csrf = None
-            if self._http is not None:
-                self._http.cookie_jar.clear()
+            self.transport.forget_cookies()
             await self._request("GET", f"{API}/me")
             self._auth_generation += 1
 
     async def _request(
         self, method: str, path: str, *, params: Mapping[str, str] | None = None
     ) -> Any:
-        """One HTTP exchange: send, map errors, decode JSON, check ``statusCode``."""
-        # Encoded once here: aiohttp would otherwise re-parse and re-quote it on every request.
+        """One HTTP exchange through the transport, then a check of ``statusCode``."""
+        # Encoded once here, sent as it is: aiohttp would otherwise re-quote it on every request.
         url = f"{self.base_url}{path}" + (f"?{urlencode(params)}" if params else "")
-        target = URL(url, encoded=True)
         headers = self.csrf_headers() if method != "GET" else {}
-        endpoint = endpoint_name(path)
-        await self.host.wait_turn()
-        try:
-            async with self.http.request(method, target, headers=headers) as response:
-                self._remember_csrf(response.headers)
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-                body = await read_body(response, self.host.config.max_body_bytes, url)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            self.host.requests[endpoint, type(exc).__name__] += 1
-            raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": "), url=url) from exc
-        self.host.requests[endpoint, str(status)] += 1
-        if status >= 400:
-            raise self.http_error(status, body, retry_after, url)
-        payload = decode_json(body, url)
+        answer = await self.transport.send(
+            method,
+            url,
+            endpoint=endpoint_name(path),
+            headers=headers,
+            on_headers=self._remember_csrf,
+        )
+        payload = answer.payload
         status_code = payload.get("statusCode", 0) if isinstance(payload, Mapping) else 0
         if status_code not in (0, None):
-            raise status_error(status, payload, url)
+            raise status_error(answer.status, payload, url)
         return payload
 
     def csrf_headers(self) -> dict[str, str]:
@@ -370,40 +242,6 @@ class GwsClient(Resource):
         token = headers.get("X-CSRF-TOKEN")
         if token:
             self._csrf = (headers.get("X-CSRF-HEADER", "X-CSRF-TOKEN"), token)
-
-    def http_error(
-        self, status: int, body: bytes, retry_after: str | None, url: str
-    ) -> GwsStatusError:
-        """Map an HTTP error answer onto the error tree (REST and the push transport alike)."""
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            payload = {}
-        if not isinstance(payload, dict):
-            payload = {}
-        text = body[:200].decode("utf-8", "replace")
-        if status in (429, 503):
-            wait_s = parse_retry_after(retry_after, cap_s=self.host.config.max_retry_after_s)
-            if wait_s is not None:
-                self.host.pause(wait_s)
-            return ThrottledError(
-                f"HTTP {status}",
-                url=url,
-                status=status,
-                retry_after_s=wait_s,
-                status_code=payload.get("statusCode"),
-            )
-        if status == 403 and CSRF_FAILURE in text.lower():
-            return AuthError("HTTP 403: CSRF token missing or invalid", url=url, status=status)
-        if status in (401, 404) or payload.get("statusCode") in (6, 20):
-            return status_error(status, payload, url)
-        message = payload.get("statusMessage") or text.strip() or "no body"
-        return GwsStatusError(
-            f"HTTP {status}: {message}",
-            url=url,
-            status=status,
-            status_code=payload.get("statusCode"),
-        )
 
 
 def parse_messages_body(
@@ -454,50 +292,3 @@ def _text_or_bytes(raw: bytes) -> str | bytes:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw
-
-
-def endpoint_name(path: str) -> str:
-    """A short, bounded name for a GWS path (a metrics label): me, sessions, session, messages."""
-    if path.endswith("/messages"):
-        return "messages"
-    if path.endswith("/smssessions"):
-        return "sessions"
-    if "/smssessions/" in path:
-        return "session"
-    return path.rsplit("/", 1)[-1] or "root"
-
-
-def status_error(status: int, payload: Mapping[str, Any], url: str) -> GwsStatusError:
-    """Map an HTTP status and GWS ``statusCode`` onto the error tree."""
-    code = payload.get("statusCode")
-    message = f"HTTP {status}, statusCode {code}: {payload.get('statusMessage', '')}".rstrip(": ")
-    if status == 401 or code == 20:
-        return AuthError(message, url=url, status=status, status_code=code)
-    if status == 404 or code == 6:
-        return NotFoundError(message, url=url, status=status, status_code=code)
-    return GwsStatusError(message, url=url, status=status, status_code=code)
-
-
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, UndecodableError):
-        return False  # the same bytes again: read in smaller pages instead
-    if isinstance(exc, TransportError | ProtocolError):
-        return True
-    return isinstance(exc, GwsStatusError) and exc.retryable
-
-
-class _RetryAfterWait:
-    """Full-jitter exponential backoff, but never shorter than the server's ``Retry-After``."""
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self._jitter = wait_random_exponential(
-            multiplier=policy.wait_multiplier_s, max=policy.wait_max_s
-        )
-        self._cap_s = policy.wait_max_s
-
-    def __call__(self, state: RetryCallState) -> float:
-        backoff = float(self._jitter(state))
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, GwsStatusError) and exc.retry_after_s is not None:
-            return max(backoff, min(exc.retry_after_s, self._cap_s))
-        return backoff

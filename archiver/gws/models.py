@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from archiver.instants import format_instant as format_instant
+
 T = TypeVar("T")
 
 MESSAGE_TYPES = (
@@ -346,9 +348,3 @@ def _zone(offset: str | None) -> timezone | None:
         return None
     total = hours * 60 + minutes
     return timezone(timedelta(minutes=-total if offset[0] == "-" else total))
-
-
-def format_instant(instant: datetime) -> str:
-    """UTC ISO-8601 with milliseconds and ``Z``: ``2026-01-02T03:04:05.678Z``."""
-    utc = instant.astimezone(UTC)
-    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from archiver.gws.bayeux import Event
+from archiver.gws.bayeux import Notification
 
 _SESSION_KEYS = ("smssession", "smsession")
 _LOCATION_KEYS = ("smssessionuri", "smsessionuri", "smssessionpath", "smsessionpath")
@@ -30,16 +30,17 @@ class Hint:
     received_at: float  # time.monotonic() when the response carrying it arrived
 
 
-def hint_for(event: Event, received_at: float) -> Hint | None:
-    """The hint an event gives, or None when it is not about SMS sessions."""
+def hint_for(notification: Notification, received_at: float) -> Hint | None:
+    """The hint a notification gives, or None when it is not about SMS sessions."""
+    data = notification.data
     fields = (
-        {str(key).lower(): value for key, value in event.data.items()}
-        if isinstance(event.data, Mapping)
+        {str(key).lower(): value for key, value in data.items()}
+        if isinstance(data, Mapping)
         else {}
     )
     message_type = fields.get("messagetype")
     kind = message_type.lower() if isinstance(message_type, str) else ""
-    if not _about_sms(event.channel, kind, fields):
+    if not _about_sms(notification.channel, kind, fields):
         return None
     state_changed = kind in _STATE_CHANGE
     session_id = _session_id(fields) if state_changed or kind == _LOG_UPDATED else None

@@ -1,9 +1,9 @@
 """Push mode: a Bayeux long-polling client on GWS notifications that turns them into poll hints.
 
 Polling stays the source of truth; :class:`PushClient` only says "poll this session now". It
-speaks with the account's own HTTP identity (``client.http``: Basic header, JSESSIONID and
-``BAYEUX_BROWSER`` cookies in a jar that keeps cookies of IP hosts, plus the CSRF token when
-known), so one PushClient per account and never two on one jar.
+speaks with the account's own HTTP identity, the REST client's ``transport`` (Basic header,
+JSESSIONID and ``BAYEUX_BROWSER`` cookies in a jar that keeps cookies of IP hosts), plus the
+client's CSRF token when known, so one PushClient per account and never two on one jar.
 
 Lifecycle: handshake → one batch ``[subscribe…, connect(advice.timeout=0)]`` → held connects,
 exactly one outstanding, each with an HTTP timeout of the advised hold plus
@@ -33,12 +33,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 import structlog
+from yarl import URL
 
 from archiver.config import PushConfig
-from archiver.errors import AuthError, GwsError, ProtocolError, TransportError
+from archiver.errors import AuthError, GwsError, ProtocolError
 from archiver.gws.bayeux import (
     CONNECT,
     HANDSHAKE,
@@ -48,16 +48,16 @@ from archiver.gws.bayeux import (
     RETRY,
     SUBSCRIBE,
     Advice,
-    Event,
-    Message,
+    Notification,
     Outbox,
     Reply,
+    Request,
     Response,
     read_response,
 )
 from archiver.gws.client import GwsClient
 from archiver.gws.notifications import Hint, hint_for
-from archiver.gws.wire import decode_json, read_body
+from archiver.state import PushReport
 
 __all__ = ["Hint", "PushClient", "PushStats"]
 
@@ -93,9 +93,11 @@ class PushClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
-        self.client = client
+        self.client = client  # its login and CSRF token; its transport sends
+        self.transport = client.transport
         self.config = config
-        self.url = client.base_url + config.path
+        # Quoted once here, as aiohttp would on every request: the transport sends it as it is.
+        self.url = str(URL(client.base_url + config.path))
         self.stats = PushStats()
         self._on_hint = on_hint
         self._on_subscribed = on_subscribed
@@ -120,6 +122,19 @@ class PushClient:
     def healthy(self) -> bool:
         """Subscribed, and the last connect succeeded."""
         return self._healthy
+
+    def report(self) -> PushReport:
+        """The listener's state now, for health and metrics."""
+        stats = self.stats
+        return PushReport(
+            account=self.client.account.username,
+            up=self._healthy,
+            handshakes=stats.handshakes,
+            rehandshakes=dict(stats.rehandshakes),
+            hints=stats.hints,
+            ignored=stats.ignored,
+            failures=stats.failures,
+        )
 
     async def run(self) -> None:
         """Keep a Bayeux session until cancelled; returns only when push stops for good."""
@@ -315,14 +330,14 @@ class PushClient:
         except GwsError as exc:
             log.debug("push_login_failed", error=str(exc), account=self.client.account.username)
 
-    async def _exchange(self, batch: list[Message], *, hold_s: float) -> Response:
+    async def _exchange(self, batch: list[Request], *, hold_s: float) -> Response:
         """Wait out any delay, POST ``batch``, read the answer; hints fire here, in order."""
         if self._delay_s > 0:
             await self._sleep(self._delay_s)
             self._delay_s = 0.0
         response, received_at = await self._post(batch, hold_s=hold_s)
         for item in response.items:
-            if isinstance(item, Event):
+            if isinstance(item, Notification):
                 try:
                     hint = hint_for(item, received_at)
                 except Exception:  # a notification of any shape costs that notification only
@@ -335,34 +350,21 @@ class PushClient:
                     self._on_hint(hint)
         return response
 
-    async def _post(self, batch: list[Message], *, hold_s: float) -> tuple[Response, float]:
-        """One HTTP exchange; errors mapped onto the error tree."""
-        client = self.client
-        await client.host.wait_turn()
-        # The server may hold the request for the advised timeout: a shorter HTTP timeout
-        # would abandon a connect the server still holds, and the events with it.
-        timeout = aiohttp.ClientTimeout(
-            total=hold_s + self.config.network_delay_s,
-            connect=client.host.config.connect_timeout_s,
+    async def _post(self, batch: list[Request], *, hold_s: float) -> tuple[Response, float]:
+        """One exchange through the account's transport; a reply of any shape is read safely."""
+        answer = await self.transport.send(
+            "POST",
+            self.url,
+            endpoint=ENDPOINT,
+            headers={"Content-Type": "application/json", **self.client.csrf_headers()},
+            data=orjson.dumps(batch),
+            # The server may hold the request for the advised timeout: a shorter HTTP timeout
+            # would abandon a connect the server still holds, and the events with it.
+            total_timeout_s=hold_s + self.config.network_delay_s,
         )
-        headers = {"Content-Type": "application/json", **client.csrf_headers()}
-        try:
-            async with client.http.post(
-                self.url, data=orjson.dumps(batch), headers=headers, timeout=timeout
-            ) as answer:
-                status = answer.status
-                retry_after = answer.headers.get("Retry-After")
-                body = await read_body(answer, client.host.config.max_body_bytes, self.url)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            client.host.requests[ENDPOINT, type(exc).__name__] += 1
-            raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": "), url=self.url) from exc
         received_at = self._clock()
-        client.host.requests[ENDPOINT, str(status)] += 1
-        if status >= 400:
-            raise client.http_error(status, body, retry_after, self.url)
-        payload = decode_json(body, self.url)
         try:
-            return read_response(payload, batch), received_at
+            return read_response(answer.payload, batch), received_at
         except ProtocolError as exc:
             raise ProtocolError(str(exc), url=self.url) from exc
         except Exception as exc:  # a reply of any shape is a protocol error, never a crash

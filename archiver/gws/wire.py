@@ -1,20 +1,15 @@
-"""What a GWS server puts on the wire, read defensively: bounded bodies, JSON, ``Retry-After``.
+"""What a GWS server puts on the wire, read defensively: bounded bodies and JSON.
 
-Every number and header from outside is bounded here: a body larger than ``max_body_bytes`` is
-refused before it is held in memory, a ``Retry-After`` is capped at ``max_retry_after_s`` (and
-ignored when it is not a number of seconds or an HTTP date), and a body that is not JSON at all
-raises :class:`~archiver.errors.UndecodableError`, which the client answers by reading the same
-messages in smaller pages.
+A body larger than ``max_body_bytes`` is refused before it is held in memory, and a body that
+is not JSON at all raises :class:`~archiver.errors.UndecodableError`, which the client answers
+by reading the same messages in smaller pages. ``Retry-After`` is read by
+:func:`archiver.retry_after.parse_retry_after`, capped at ``max_retry_after_s``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
-import time
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -24,7 +19,6 @@ from archiver.errors import UndecodableError
 
 # A JSON string (kept whole), or the Java ``L`` after the digits of an unquoted number.
 _STRING_OR_JAVA_LONG = re.compile(rb'"(?:[^"\\]|\\.)*"|(?<=[0-9])L(?=\s*[,}\]])', re.DOTALL)
-_DELTA_SECONDS = re.compile(r"\d+(?:\.\d{1,6})?")
 # How much of a refused body an error keeps (the malformed table keeps the whole of a small one).
 KEPT_BODY_BYTES = 64 * 1024
 
@@ -86,29 +80,3 @@ def repair_java_longs(body: bytes) -> bytes:
     return _STRING_OR_JAVA_LONG.sub(
         lambda match: match.group(0) if match.group(0).startswith(b'"') else b"", body
     )
-
-
-def parse_retry_after(value: str | None, *, cap_s: float, now: float | None = None) -> float | None:
-    """Seconds to wait from ``Retry-After`` (delta-seconds or an HTTP date), at most ``cap_s``.
-
-    None when absent or unreadable (``inf``, ``-1``, garbage): the caller's own backoff applies.
-    A date in the past means no wait; one far ahead is capped.
-    """
-    if not value or len(value) > 100:
-        return None
-    value = value.strip()
-    if _DELTA_SECONDS.fullmatch(value):
-        return min(float(value), cap_s)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    try:
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    except (OverflowError, OSError, ValueError):
-        return None
-    if not math.isfinite(seconds):
-        return None
-    return min(max(0.0, seconds), cap_s)

@@ -19,8 +19,6 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 
 import aiohttp
 
@@ -29,7 +27,9 @@ from archiver.config import WebhookHook, webhook_key
 from archiver.config.model import redact_url
 from archiver.errors import ArchiverError
 from archiver.events import Event
+from archiver.hooks.retry import MAX_RETRY_AFTER_S
 from archiver.hooks.sink import DELIVERED, Outcome, Sink, failed
+from archiver.retry_after import parse_retry_after
 
 
 def sign(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
@@ -38,22 +38,6 @@ def sign(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str
     return " ".join(
         "v1," + base64.b64encode(hmac.digest(key, content, hashlib.sha256)).decode() for key in keys
     )
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), if usable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
 
 
 class WebhookSink(Sink):
@@ -100,7 +84,9 @@ class WebhookSink(Sink):
             ) as response:
                 await response.read()  # let the connection be reused
                 status = response.status
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+                retry_after = parse_retry_after(
+                    response.headers.get("Retry-After"), cap_s=MAX_RETRY_AFTER_S, now=self._clock()
+                )
         except TimeoutError:
             return failed(f"no answer within {self.timeout_s:g} s")
         except aiohttp.ClientError as exc:

@@ -1,11 +1,12 @@
 """The optional local HTTP server: ``/healthz``, ``/readyz``, ``/metrics`` and ``/events``.
 
-It only reads: the daemon's in-memory state and the archive. It binds where ``server.listen``
-says (loopback unless configured otherwise; the config refuses a wider bind without a token)
-and, when a token is configured, every route wants ``Authorization: Bearer <token>``.
+It only reads: the daemon's state (:class:`archiver.state.DaemonState`) and the archive. It
+binds where ``server.listen`` says (loopback unless configured otherwise; the config refuses a
+wider bind without a token) and, when a token is configured, every route wants ``Authorization:
+Bearer <token>``.
 
-Without a token, every request must name this server in its ``Host`` header (the listen
-address, for loopback also ``localhost``, ``127.0.0.1`` and ``[::1]``, or a name in
+Without a token, every request must name this server in its ``Host`` header (the listen address,
+for loopback also ``localhost``, ``127.0.0.1`` and ``[::1]``, or a name in
 ``server.allowed_hosts``), else it gets 421, and a browser's cross-site request gets 403: a web
 page that rebinds its own DNS name to 127.0.0.1 cannot read ``/events`` from the operator's
 browser. With a token, the token is the guard (a rebinding page cannot send it).
@@ -17,7 +18,6 @@ import asyncio
 import hmac
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -30,9 +30,7 @@ from archiver.lifecycle import Resource
 from archiver.server.health import check_readiness
 from archiver.server.metrics import render_metrics
 from archiver.server.stream import stream_events
-
-if TYPE_CHECKING:
-    from archiver.daemon import Daemon
+from archiver.state import DaemonState
 
 log = structlog.get_logger()
 
@@ -42,8 +40,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class StatusServer(Resource):
     """Serves one daemon's health, metrics and event stream; an async context manager."""
 
-    def __init__(self, daemon: Daemon, config: ServerConfig) -> None:
-        self.daemon = daemon
+    def __init__(self, state: DaemonState, config: ServerConfig) -> None:
+        self.state = state
         self.config = config
         self.started_at = time.time()
         self.url = ""
@@ -128,19 +126,19 @@ class StatusServer(Resource):
 
     async def _readyz(self, request: web.Request) -> web.Response:
         """Readiness, with reasons; 503 while not ready."""
-        readiness = await check_readiness(self.daemon)
+        readiness = await check_readiness(self.state)
         return web.json_response(readiness.to_json(), status=200 if readiness.ready else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         """Prometheus exposition of the daemon's state now."""
         body, content_type = await render_metrics(
-            self.daemon, sse_clients=len(self._streams), accept=request.headers.get("Accept")
+            self.state, sse_clients=len(self._streams), accept=request.headers.get("Accept")
         )
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         """The live event stream (SSE), resumable with Last-Event-ID."""
-        feed = self.daemon.feed
+        feed = self.state.feed
         if feed is None:
             raise web.HTTPServiceUnavailable(text="the archive is not open yet\n")
         task = asyncio.current_task()

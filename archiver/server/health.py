@@ -10,13 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from archiver.state import AccountReport, DaemonState
 from archiver.store.vitals import probe_writable
-
-if TYPE_CHECKING:
-    from archiver.daemon import Daemon
-    from archiver.poller import AccountPoller
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,44 +35,44 @@ class Readiness:
         }
 
 
-def ready_window_s(daemon: Daemon) -> float:
+def ready_window_s(state: DaemonState) -> float:
     """How recent an account's last successful session-list read must be."""
-    config = daemon.config
+    config = state.config
     return max(config.server.ready_window_s, 3 * config.poll.sessions_interval_s)
 
 
-async def check_readiness(daemon: Daemon) -> Readiness:
+async def check_readiness(state: DaemonState) -> Readiness:
     """Check the archive and each account now."""
     reasons: list[str] = []
-    path = daemon.config.archive.path
-    if daemon.writer is None:
+    path = state.config.archive.path
+    if not state.archive_open:
         problem: str | None = "the archive is not open yet"
     else:
         problem = await asyncio.to_thread(probe_writable, path)
     if problem:
         reasons.append(problem)
     archive = {"ok": problem is None, "path": str(path), "reason": problem}
-    if not daemon.accounts:
+    if not state.polling:
         reasons.append("polling has not started yet")
-    window_s = ready_window_s(daemon)
+    window_s = ready_window_s(state)
     now = time.time()
     accounts = {}
-    for poller in daemon.accounts:
-        reason = _account_problem(poller, now, window_s)
+    for report in (account.report(now) for account in state.accounts):
+        reason = _account_problem(report, now, window_s)
         if reason:
-            reasons.append(f"account {poller.account}: {reason}")
-        success = poller.health.last_success_at
-        accounts[poller.account] = {
+            reasons.append(f"account {report.account}: {reason}")
+        success = report.list_health.last_success_at
+        accounts[report.account] = {
             "ok": reason is None,
-            "failures": poller.health.failures,
+            "failures": report.list_health.failures,
             "last_success_age_s": None if success is None else round(now - success, 3),
             "reason": reason,
         }
     return Readiness(not reasons, reasons, archive, accounts)
 
 
-def _account_problem(poller: AccountPoller, now: float, window_s: float) -> str | None:
-    health = poller.health
+def _account_problem(report: AccountReport, now: float, window_s: float) -> str | None:
+    health = report.list_health
     if health.failures:
         return f"session list failing ({health.failures} in a row): {health.last_error}"
     if health.last_success_at is None:

@@ -1,16 +1,16 @@
 """Prometheus metrics, read from the daemon's own state at scrape time.
 
-The hot path keeps plain counters (PollStats, GwsHost.requests, the writer's last seq); the
-:class:`DaemonCollector` turns them into metric families only when ``/metrics`` is scraped, so
-polling never pays for metrics. What needs the archive file (its size, and each hook
-subscriber's delivery state through :class:`DeliveryStore`) is read off the event loop before
-the collector runs. The age of the oldest undelivered event is not exported yet: the delivery
-store's status does not carry it.
+The hot path keeps plain counters (PollStats, GwsHost.requests, the writer's last seq), all
+reached through :class:`archiver.state.DaemonState`; the :class:`DaemonCollector` turns them
+into metric families only when ``/metrics`` is scraped, so polling never pays for metrics. What
+needs the archive file (its size, and each hook subscriber's delivery state through
+:class:`DeliveryStore`) is read off the event loop before the collector runs. The age of the
+oldest undelivered event is not exported yet: the delivery store's status does not carry it.
 
 Cursor lag is, per open session, the seconds since its last successful poll (since it started,
 if none succeeded yet): how stale its cursor may be. An idle session polled every
-``poll.max_interval_s`` normally shows up to that much; more means polling cannot keep up or
-GWS keeps failing.
+``poll.max_interval_s`` normally shows up to that much; more means polling cannot keep up or GWS
+keeps failing.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
@@ -35,11 +34,9 @@ from prometheus_client.metrics_core import (
 
 from archiver import __version__
 from archiver.errors import StoreError
+from archiver.state import DaemonState
 from archiver.store.deliveries import DeliveryStore, SubscriberStatus
 from archiver.store.vitals import archive_bytes
-
-if TYPE_CHECKING:
-    from archiver.daemon import Daemon
 
 log = structlog.get_logger()
 
@@ -59,9 +56,9 @@ class DaemonCollector:
     """A prometheus-client collector over one daemon's state at the moment of the scrape."""
 
     def __init__(
-        self, daemon: Daemon, vitals: ArchiveVitals, *, sse_clients: int, now: float
+        self, state: DaemonState, vitals: ArchiveVitals, *, sse_clients: int, now: float
     ) -> None:
-        self.daemon = daemon
+        self.state = state
         self.vitals = vitals
         self.sse_clients = sse_clients
         self.now = now
@@ -77,7 +74,7 @@ class DaemonCollector:
         yield from self._deliveries()
 
     def _polling(self) -> Iterator[Metric]:
-        stats = self.daemon.stats
+        stats = self.state.stats
         info = GaugeMetricFamily(f"{PREFIX}info", "The running version.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
@@ -126,19 +123,19 @@ class DaemonCollector:
         failures = CounterMetricFamily(
             f"{PREFIX}push_failures", "Failed Bayeux requests and replies.", labels=labels
         )
-        for push in self.daemon.pushes:
-            account = push.client.account.username
-            up.add_metric([account], 1 if push.healthy else 0)
-            handshakes.add_metric([account], push.stats.handshakes)
-            for cause, count in push.stats.rehandshakes.items():
+        for push in (listener.report() for listener in self.state.pushes):
+            account = push.account
+            up.add_metric([account], 1 if push.up else 0)
+            handshakes.add_metric([account], push.handshakes)
+            for cause, count in push.rehandshakes.items():
                 rehandshakes.add_metric([account, cause], count)
-            received.add_metric([account, "sms"], push.stats.hints)
-            received.add_metric([account, "ignored"], push.stats.ignored)
-            failures.add_metric([account], push.stats.failures)
+            received.add_metric([account, "sms"], push.hints)
+            received.add_metric([account, "ignored"], push.ignored)
+            failures.add_metric([account], push.failures)
         yield from (up, handshakes, rehandshakes, received, failures)
 
     def _hints(self) -> Iterator[Metric]:
-        stats = self.daemon.stats
+        stats = self.state.stats
         yield _counter_by(
             "push_hints",
             "Push notifications by effect: session (a poll), lookup (one session read), all.",
@@ -164,7 +161,7 @@ class DaemonCollector:
         )
 
     def _gws(self) -> Iterator[Metric]:
-        host = self.daemon.host
+        host = self.state.host
         requests = CounterMetricFamily(
             f"{PREFIX}gws_requests",
             "HTTP requests to GWS by endpoint and status (or transport error).",
@@ -199,22 +196,20 @@ class DaemonCollector:
             "Seconds since the account's last successful session-list read.",
             labels=labels,
         )
-        for account in self.daemon.accounts:
-            open_pollers = [p for p in account.pollers.values() if not p.ended]
-            active.add_metric([account.account], len(open_pollers))
-            ages = [self.now - (p.health.last_success_at or p.started_at) for p in open_pollers]
-            lag.add_metric([account.account], max(ages, default=0.0))
-            up.add_metric([account.account], 1 if account.health.healthy else 0)
-            if account.health.last_success_at is not None:
-                list_age.add_metric([account.account], self.now - account.health.last_success_at)
+        for report in (account.report(self.now) for account in self.state.accounts):
+            health = report.list_health
+            active.add_metric([report.account], report.open_sessions)
+            lag.add_metric([report.account], report.lag_max_s)
+            up.add_metric([report.account], 1 if health.healthy else 0)
+            if health.last_success_at is not None:
+                list_age.add_metric([report.account], self.now - health.last_success_at)
         yield from (active, lag, up, list_age)
 
     def _archive(self) -> Iterator[Metric]:
-        writer = self.daemon.writer
         yield CounterMetricFamily(
             f"{PREFIX}events",
             "Events committed to the archive (the newest seq; survives restarts).",
-            value=writer.last_seq if writer else 0,
+            value=self.state.committed_seq(),
         )
         size = GaugeMetricFamily(
             f"{PREFIX}archive_bytes", "Size of the archive: main file and WAL.", labels=["file"]
@@ -269,14 +264,14 @@ async def read_vitals(path: Path) -> ArchiveVitals:
 
 
 async def render_metrics(
-    daemon: Daemon, *, sse_clients: int, accept: str | None
+    state: DaemonState, *, sse_clients: int, accept: str | None
 ) -> tuple[bytes, str]:
     """The scrape body and its content type (text format, or OpenMetrics if accepted)."""
-    vitals = await read_vitals(daemon.config.archive.path)
+    vitals = await read_vitals(state.config.archive.path)
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     GCCollector(registry=registry)
-    registry.register(DaemonCollector(daemon, vitals, sse_clients=sse_clients, now=time.time()))
+    registry.register(DaemonCollector(state, vitals, sse_clients=sse_clients, now=time.time()))
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type
 

@@ -1,8 +1,9 @@
 """Hook delivery state: each subscriber's cursor over the events table, and its delivery queue.
 
 The only code that touches ``hook_subscribers`` and ``hook_deliveries`` (migration 003). It has a
-connection of its own, on a thread of its own, and every method is one short transaction: the
-archive writer never waits for a subscriber, only, at worst, for one of these to commit.
+connection of its own, on a thread of its own (a :class:`DatabaseThread`), and every method is
+one short transaction: the archive writer never waits for a subscriber, only, at worst, for one
+of these to commit.
 
 A subscriber's cursor means: every event up to it is queued in ``hook_deliveries``, delivered, or
 filtered out. Queueing events and advancing the cursor happen in one transaction, so a crash can
@@ -11,23 +12,22 @@ neither skip an event nor queue it twice; a delivered event's row is deleted.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 
 from archiver.config import HookFilters
 from archiver.errors import StoreError
 from archiver.events import Event, event_from_row
-from archiver.gws.models import format_instant
+from archiver.instants import from_epoch, to_epoch, utc_now
 from archiver.lifecycle import Resource
-from archiver.store.db import connect
+from archiver.store.db import DEFAULT_BUSY_TIMEOUT_S, DatabaseThread, transaction
+
+T = TypeVar("T")
 
 PENDING, DEAD = "pending", "dead"
 
@@ -82,68 +82,55 @@ class SubscriberStatus:
 class DeliveryStore(Resource):
     """Delivery state in the archive; an async context manager."""
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
         self.path = path
         self.busy_timeout_s = busy_timeout_s
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
-        self._closed = False
+        self._db = DatabaseThread(
+            path, name="delivery store", busy_timeout_s=busy_timeout_s, on_open=self._has_hook_state
+        )
 
     async def open(self) -> None:
         """Open the archive, which must exist and be migrated (the daemon's writer does that)."""
-        if self._closed:
-            raise StoreError("the delivery store is closed")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hook-state")
-        await self._run(self._open_sync)
+        await self._db.open()
 
     async def close(self) -> None:
         """Close the connection; safe to call twice."""
-        self._closed = True
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            await asyncio.get_running_loop().run_in_executor(executor, self._close_sync)
-            executor.shutdown(wait=True)
+        await self._db.close()
 
     async def register(
         self, subscribers: Sequence[tuple[str, str, HookFilters]], start_seq: int
     ) -> dict[str, SubscriberStatus]:
         """Add new subscribers (name, kind, filters) at ``start_seq``; update known ones."""
-        result: dict[str, SubscriberStatus] = await self._run(
-            self._register_sync, subscribers, start_seq
-        )
-        return result
+        return await self._db.run(_register, subscribers, start_seq)
 
     async def status(self, name: str | None = None) -> list[SubscriberStatus]:
         """Every subscriber's state (or just ``name``'s), by name."""
-        result: list[SubscriberStatus] = await self._run(self._status_sync, name)
-        return result
+        return await self._db.run(_status, name)
 
     async def enqueue(self, name: str, filters: HookFilters, room: int) -> tuple[int, int]:
         """Queue up to ``room`` matching events after the cursor; return (cursor, queued)."""
-        result: tuple[int, int] = await self._run(self._enqueue_sync, name, filters, room)
-        return result
+        return await self._db.run(_enqueue, name, filters, room)
 
     async def load(self, name: str, after_id: int, limit: int) -> list[QueuedDelivery]:
         """Pending deliveries with a row id above ``after_id``, in queue order."""
-        result: list[QueuedDelivery] = await self._run(self._load_sync, name, after_id, limit)
-        return result
+        return await self._db.run(_load, name, after_id, limit)
 
     async def settle(self, name: str, outcomes: Sequence[Settled]) -> None:
         """Record attempt outcomes and the subscriber's counters, in one transaction."""
-        await self._run(self._settle_sync, name, outcomes)
+        await self._db.run(_settle, name, outcomes)
 
     async def disable(self, name: str, reason: str) -> None:
         """Stop deliveries to ``name`` (its endpoint answered 410 Gone)."""
-        await self._run(
-            self._write,
+        await self._db.run(
+            _write,
             "UPDATE hook_subscribers SET disabled_at = ?, disabled_reason = ? WHERE name = ?",
-            (_now(), reason, name),
+            (utc_now(), reason, name),
         )
 
     async def enable(self, name: str) -> bool:
         """Resume deliveries to ``name``; False if there is no such subscriber."""
-        changed: int = await self._run(
-            self._write,
+        changed = await self._db.run(
+            _write,
             "UPDATE hook_subscribers SET disabled_at = NULL, disabled_reason = NULL WHERE name = ?",
             (name,),
         )
@@ -162,236 +149,209 @@ class DeliveryStore(Resource):
         ``event_id`` picks one event, whatever the filters; ``since_seq`` or ``since_time``
         pick every matching event from there up to the cursor (later ones come anyway).
         """
-        queued: int = await self._run(self._replay_sync, name, since_seq, since_time, event_id)
-        return queued
+        return await self._db.run(_replay, name, since_seq, since_time, event_id)
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        if self._executor is None or self._closed:
-            raise StoreError("the delivery store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise StoreError("the delivery store is not open")
-        return self._conn
-
-    def _open_sync(self) -> None:
-        if not self.path.exists():
-            raise StoreError(f"no archive at {self.path}")
-        try:
-            conn = connect(self.path, busy_timeout_s=self.busy_timeout_s, threaded=True)
-            found = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'hook_deliveries'"
-            ).fetchone()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the archive {self.path}: {exc}") from exc
+    def _has_hook_state(self, conn: sqlite3.Connection) -> None:
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'hook_deliveries'"
+        ).fetchone()
         if found is None:
-            conn.close()
             raise StoreError(
                 f"the archive {self.path} has no hook state yet: run the daemon on it once"
             )
-        self._conn = conn
 
-    def _close_sync(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
-    def _transaction(self, work: Any, *args: Any) -> Any:
-        """Run ``work`` inside ``BEGIN IMMEDIATE ... COMMIT``, rolling back on failure."""
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            result = work(db, *args)
-            db.execute("COMMIT")
-        except BaseException as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"hook state update failed: {exc}") from exc
-            raise
-        return result
+def _update(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """``work(conn)`` in one short write transaction; an SQLite failure is a StoreError."""
+    try:
+        return transaction(conn, work)
+    except sqlite3.Error as exc:
+        raise StoreError(f"hook state update failed: {exc}") from exc
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> int:
-        return int(self._transaction(lambda db: db.execute(sql, params).rowcount))
 
-    def _register_sync(
-        self, subscribers: Sequence[tuple[str, str, HookFilters]], start_seq: int
-    ) -> dict[str, SubscriberStatus]:
-        now = _now()
-        self._transaction(
-            lambda db: db.executemany(
-                "INSERT INTO hook_subscribers (name, kind, cursor_seq, filters_json, created_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE"
-                " SET kind = excluded.kind, filters_json = excluded.filters_json",
-                [
-                    (name, kind, start_seq, _filters_json(filters), now)
-                    for name, kind, filters in subscribers
-                ],
-            )
+def _write(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
+    return _update(conn, lambda db: int(db.execute(sql, params).rowcount))
+
+
+def _register(
+    conn: sqlite3.Connection, subscribers: Sequence[tuple[str, str, HookFilters]], start_seq: int
+) -> dict[str, SubscriberStatus]:
+    now = utc_now()
+    _update(
+        conn,
+        lambda db: db.executemany(
+            "INSERT INTO hook_subscribers (name, kind, cursor_seq, filters_json, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE"
+            " SET kind = excluded.kind, filters_json = excluded.filters_json",
+            [
+                (name, kind, start_seq, _filters_json(filters), now)
+                for name, kind, filters in subscribers
+            ],
+        ),
+    )
+    names = {name for name, _, _ in subscribers}
+    return {s.name: s for s in _status(conn, None) if s.name in names}
+
+
+def _status(conn: sqlite3.Connection, name: str | None) -> list[SubscriberStatus]:
+    sql = (
+        "SELECT s.name, s.kind, s.cursor_seq, s.filters_json, s.disabled_at,"
+        " s.disabled_reason, s.delivered, s.failed_attempts, s.last_error, s.last_error_at,"
+        " s.last_delivered_at,"
+        " (SELECT count(*) FROM hook_deliveries d"
+        "  WHERE d.subscriber = s.name AND d.status = 'pending'),"
+        " (SELECT count(*) FROM hook_deliveries d"
+        "  WHERE d.subscriber = s.name AND d.status = 'dead'),"
+        " max(0, (SELECT coalesce(max(seq), 0) FROM events) - s.cursor_seq)"
+        " FROM hook_subscribers s"
+    )
+    params: tuple[str, ...] = ()
+    if name is not None:
+        sql += " WHERE s.name = ?"
+        params = (name,)
+    try:
+        rows = conn.execute(sql + " ORDER BY s.name", params).fetchall()
+    except sqlite3.Error as exc:
+        raise StoreError(f"reading hook state failed: {exc}") from exc
+    return [
+        SubscriberStatus(row[0], row[1], row[2], _filters_from_json(row[3]), *row[4:])
+        for row in rows
+    ]
+
+
+def _enqueue(
+    conn: sqlite3.Connection, name: str, filters: HookFilters, room: int
+) -> tuple[int, int]:
+    where, params = _event_filter(filters)
+
+    def work(db: sqlite3.Connection) -> tuple[int, int]:
+        row = db.execute("SELECT cursor_seq FROM hook_subscribers WHERE name = ?", (name,))
+        found = row.fetchone()
+        if found is None:
+            raise StoreError(f"no hook subscriber named {name!r}")
+        cursor = int(found[0])
+        # The room-th matching event bounds this batch; with fewer, take all committed.
+        last = db.execute(
+            f"SELECT e.seq FROM events e WHERE e.seq > ? {where} ORDER BY e.seq LIMIT 1 OFFSET ?",
+            (cursor, *params, room - 1),
+        ).fetchone()
+        if last is None:
+            last = db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        upto = max(cursor, int(last[0]))
+        if upto == cursor:
+            return cursor, 0
+        queued = db.execute(
+            "INSERT OR IGNORE INTO hook_deliveries (subscriber, seq, session_id, queued_at)"
+            f" SELECT ?, e.seq, e.session_id, ? FROM events e"
+            f" WHERE e.seq > ? AND e.seq <= ? {where} ORDER BY e.seq",
+            (name, utc_now(), cursor, upto, *params),
+        ).rowcount
+        db.execute("UPDATE hook_subscribers SET cursor_seq = ? WHERE name = ?", (upto, name))
+        return upto, queued
+
+    return _update(conn, work)
+
+
+def _load(conn: sqlite3.Connection, name: str, after_id: int, limit: int) -> list[QueuedDelivery]:
+    try:
+        rows = conn.execute(
+            "SELECT d.id, d.attempts, d.next_attempt_at, e.seq, e.event_id, e.type,"
+            " e.session_id, e.occurred_at, e.payload_json"
+            " FROM hook_deliveries d JOIN events e ON e.seq = d.seq"
+            " WHERE d.subscriber = ? AND d.status = 'pending' AND d.id > ?"
+            " ORDER BY d.id LIMIT ?",
+            (name, after_id, limit),
+        ).fetchall()
+    except sqlite3.Error as exc:
+        raise StoreError(f"reading the hook queue failed: {exc}") from exc
+    return [
+        QueuedDelivery(
+            row_id=row[0],
+            event=event_from_row(*row[3:]),
+            attempts=row[1],
+            due_at=to_epoch(row[2]) if row[2] else 0.0,
         )
-        names = {name for name, _, _ in subscribers}
-        return {s.name: s for s in self._status_sync(None) if s.name in names}
+        for row in rows
+    ]
 
-    def _status_sync(self, name: str | None) -> list[SubscriberStatus]:
-        sql = (
-            "SELECT s.name, s.kind, s.cursor_seq, s.filters_json, s.disabled_at,"
-            " s.disabled_reason, s.delivered, s.failed_attempts, s.last_error, s.last_error_at,"
-            " s.last_delivered_at,"
-            " (SELECT count(*) FROM hook_deliveries d"
-            "  WHERE d.subscriber = s.name AND d.status = 'pending'),"
-            " (SELECT count(*) FROM hook_deliveries d"
-            "  WHERE d.subscriber = s.name AND d.status = 'dead'),"
-            " max(0, (SELECT coalesce(max(seq), 0) FROM events) - s.cursor_seq)"
-            " FROM hook_subscribers s"
-        )
-        params: tuple[str, ...] = ()
-        if name is not None:
-            sql += " WHERE s.name = ?"
-            params = (name,)
-        try:
-            rows = self._db.execute(sql + " ORDER BY s.name", params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"reading hook state failed: {exc}") from exc
-        return [
-            SubscriberStatus(row[0], row[1], row[2], _filters_from_json(row[3]), *row[4:])
-            for row in rows
-        ]
 
-    def _enqueue_sync(self, name: str, filters: HookFilters, room: int) -> tuple[int, int]:
-        where, params = _event_filter(filters)
+def _settle(conn: sqlite3.Connection, name: str, outcomes: Sequence[Settled]) -> None:
+    delivered = [o for o in outcomes if o.result == "delivered"]
+    failed = [o for o in outcomes if o.result != "delivered"]
 
-        def work(db: sqlite3.Connection) -> tuple[int, int]:
-            row = db.execute("SELECT cursor_seq FROM hook_subscribers WHERE name = ?", (name,))
-            found = row.fetchone()
-            if found is None:
-                raise StoreError(f"no hook subscriber named {name!r}")
-            cursor = int(found[0])
-            # The room-th matching event bounds this batch; with fewer, take all committed.
-            last = db.execute(
-                f"SELECT e.seq FROM events e WHERE e.seq > ? {where} ORDER BY e.seq"
-                " LIMIT 1 OFFSET ?",
-                (cursor, *params, room - 1),
-            ).fetchone()
-            if last is None:
-                last = db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-            upto = max(cursor, int(last[0]))
-            if upto == cursor:
-                return cursor, 0
-            queued = db.execute(
-                "INSERT OR IGNORE INTO hook_deliveries (subscriber, seq, session_id, queued_at)"
-                f" SELECT ?, e.seq, e.session_id, ? FROM events e"
-                f" WHERE e.seq > ? AND e.seq <= ? {where} ORDER BY e.seq",
-                (name, _now(), cursor, upto, *params),
-            ).rowcount
-            db.execute("UPDATE hook_subscribers SET cursor_seq = ? WHERE name = ?", (upto, name))
-            return upto, queued
-
-        result: tuple[int, int] = self._transaction(work)
-        return result
-
-    def _load_sync(self, name: str, after_id: int, limit: int) -> list[QueuedDelivery]:
-        try:
-            rows = self._db.execute(
-                "SELECT d.id, d.attempts, d.next_attempt_at, e.seq, e.event_id, e.type,"
-                " e.session_id, e.occurred_at, e.payload_json"
-                " FROM hook_deliveries d JOIN events e ON e.seq = d.seq"
-                " WHERE d.subscriber = ? AND d.status = 'pending' AND d.id > ?"
-                " ORDER BY d.id LIMIT ?",
-                (name, after_id, limit),
-            ).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"reading the hook queue failed: {exc}") from exc
-        return [
-            QueuedDelivery(
-                row_id=row[0],
-                event=event_from_row(*row[3:]),
-                attempts=row[1],
-                due_at=_epoch(row[2]) if row[2] else 0.0,
-            )
-            for row in rows
-        ]
-
-    def _settle_sync(self, name: str, outcomes: Sequence[Settled]) -> None:
-        delivered = [o for o in outcomes if o.result == "delivered"]
-        failed = [o for o in outcomes if o.result != "delivered"]
-
-        def work(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "DELETE FROM hook_deliveries WHERE id = ?", [(o.row_id,) for o in delivered]
-            )
-            db.executemany(
-                "UPDATE hook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?,"
-                " last_attempt_at = ?, last_error = ? WHERE id = ?",
-                [
-                    (
-                        DEAD if o.result == "dead" else PENDING,
-                        o.attempts,
-                        None if o.due_at is None else _instant(o.due_at),
-                        _instant(o.at),
-                        o.error,
-                        o.row_id,
-                    )
-                    for o in failed
-                ],
-            )
-            db.execute(
-                "UPDATE hook_subscribers SET delivered = delivered + ?,"
-                " failed_attempts = failed_attempts + ?,"
-                " last_delivered_at = coalesce(?, last_delivered_at),"
-                " last_error = coalesce(?, last_error), last_error_at = coalesce(?, last_error_at)"
-                " WHERE name = ?",
+    def work(db: sqlite3.Connection) -> None:
+        db.executemany("DELETE FROM hook_deliveries WHERE id = ?", [(o.row_id,) for o in delivered])
+        db.executemany(
+            "UPDATE hook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?,"
+            " last_attempt_at = ?, last_error = ? WHERE id = ?",
+            [
                 (
-                    len(delivered),
-                    len(failed),
-                    _instant(delivered[-1].at) if delivered else None,
-                    failed[-1].error if failed else None,
-                    _instant(failed[-1].at) if failed else None,
-                    name,
-                ),
-            )
+                    DEAD if o.result == "dead" else PENDING,
+                    o.attempts,
+                    None if o.due_at is None else from_epoch(o.due_at),
+                    from_epoch(o.at),
+                    o.error,
+                    o.row_id,
+                )
+                for o in failed
+            ],
+        )
+        db.execute(
+            "UPDATE hook_subscribers SET delivered = delivered + ?,"
+            " failed_attempts = failed_attempts + ?,"
+            " last_delivered_at = coalesce(?, last_delivered_at),"
+            " last_error = coalesce(?, last_error), last_error_at = coalesce(?, last_error_at)"
+            " WHERE name = ?",
+            (
+                len(delivered),
+                len(failed),
+                from_epoch(delivered[-1].at) if delivered else None,
+                failed[-1].error if failed else None,
+                from_epoch(failed[-1].at) if failed else None,
+                name,
+            ),
+        )
 
-        self._transaction(work)
+    _update(conn, work)
 
-    def _replay_sync(
-        self,
-        name: str,
-        since_seq: int | None,
-        since_time: str | None,
-        event_id: str | None,
-    ) -> int:
-        def work(db: sqlite3.Connection) -> int:
-            found = db.execute(
-                "SELECT cursor_seq, filters_json FROM hook_subscribers WHERE name = ?", (name,)
-            ).fetchone()
-            if found is None:
-                raise StoreError(f"no hook subscriber named {name!r}")
-            params: list[object]
-            if event_id is not None:
-                where, params = "e.event_id = ?", [event_id]
-            else:
-                extra, params = _event_filter(_filters_from_json(found[1]))
-                column = "e.seq" if since_seq is not None else "e.occurred_at"
-                where = f"{column} >= ? AND e.seq <= ? {extra}"
-                params = [since_seq if since_seq is not None else since_time, found[0], *params]
-            # A dead letter is queued afresh; an event still pending is left where it is.
+
+def _replay(
+    conn: sqlite3.Connection,
+    name: str,
+    since_seq: int | None,
+    since_time: str | None,
+    event_id: str | None,
+) -> int:
+    def work(db: sqlite3.Connection) -> int:
+        found = db.execute(
+            "SELECT cursor_seq, filters_json FROM hook_subscribers WHERE name = ?", (name,)
+        ).fetchone()
+        if found is None:
+            raise StoreError(f"no hook subscriber named {name!r}")
+        params: list[object]
+        if event_id is not None:
+            where, params = "e.event_id = ?", [event_id]
+        else:
+            extra, params = _event_filter(_filters_from_json(found[1]))
+            column = "e.seq" if since_seq is not None else "e.occurred_at"
+            where = f"{column} >= ? AND e.seq <= ? {extra}"
+            params = [since_seq if since_seq is not None else since_time, found[0], *params]
+        # A dead letter is queued afresh; an event still pending is left where it is.
+        db.execute(
+            "DELETE FROM hook_deliveries WHERE subscriber = ? AND status = 'dead'"
+            f" AND seq IN (SELECT e.seq FROM events e WHERE {where})",
+            (name, *params),
+        )
+        return int(
             db.execute(
-                "DELETE FROM hook_deliveries WHERE subscriber = ? AND status = 'dead'"
-                f" AND seq IN (SELECT e.seq FROM events e WHERE {where})",
-                (name, *params),
-            )
-            return int(
-                db.execute(
-                    "INSERT OR IGNORE INTO hook_deliveries (subscriber, seq, session_id, queued_at)"
-                    f" SELECT ?, e.seq, e.session_id, ? FROM events e WHERE {where}"
-                    " ORDER BY e.seq",
-                    (name, _now(), *params),
-                ).rowcount
-            )
+                "INSERT OR IGNORE INTO hook_deliveries (subscriber, seq, session_id, queued_at)"
+                f" SELECT ?, e.seq, e.session_id, ? FROM events e WHERE {where}"
+                " ORDER BY e.seq",
+                (name, utc_now(), *params),
+            ).rowcount
+        )
 
-        queued: int = self._transaction(work)
-        return queued
+    return _update(conn, work)
 
 
 def _event_filter(filters: HookFilters) -> tuple[str, list[object]]:
@@ -422,15 +382,3 @@ def _filters_from_json(text: str) -> HookFilters:
         accounts=tuple(data.get("accounts", ())),
         sessions=tuple(data.get("sessions", ())),
     )
-
-
-def _instant(epoch: float) -> str:
-    return format_instant(datetime.fromtimestamp(epoch, UTC))
-
-
-def _epoch(instant: str) -> float:
-    return datetime.fromisoformat(instant).timestamp()
-
-
-def _now() -> str:
-    return format_instant(datetime.now(UTC))

@@ -1,6 +1,6 @@
 """Read-only SQL over the archive: sessions, transcripts, full-text search, export pages, stats.
 
-Every function takes an open read-only aiosqlite connection and runs short statements: long
+Every function takes an open read-only aiosqlite.Connection and runs short statements: long
 listings are read in keyset pages, so no read transaction stays open while the caller works
 and the writer's WAL checkpoints are never held back for long.
 """
@@ -17,7 +17,7 @@ import aiosqlite
 import orjson
 
 from archiver.errors import StoreError
-from archiver.gws.models import format_instant
+from archiver.instants import format_instant
 
 # The schema version the read side needs (search and legal hold arrive in 002).
 READ_SCHEMA_VERSION = 2

@@ -7,26 +7,19 @@ is not archived (and its events sent) again. It runs on its own write connection
 ``BEGIN IMMEDIATE`` transactions of at most ``batch`` rows, so the daemon's writer never waits
 longer than one small batch. Every batch re-checks, inside its transaction, that the session is
 still expired and not under legal hold: a hold placed while a purge runs stops it for that
-session at the next batch.
+session at the next batch. Both commands migrate an archive of an older schema first: they also
+run without a daemon.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
-from archiver.errors import StoreError
-from archiver.gws.models import format_instant
-from archiver.store.db import connect
-from archiver.store.migrate import migrate
-
-T = TypeVar("T")
+from archiver.instants import format_instant, utc_now
+from archiver.store.db import DEFAULT_BUSY_TIMEOUT_S, DatabaseThread, transaction
 
 # Sessions picked per round; their rows are then deleted ``batch`` at a time.
 SESSIONS_PER_ROUND = 50
@@ -48,12 +41,17 @@ class PurgeResult:
 
 
 async def purge_expired(
-    path: Path, retain_days: float, *, batch: int = 500, now: datetime | None = None
+    path: Path,
+    retain_days: float,
+    *,
+    batch: int = 500,
+    now: datetime | None = None,
+    busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
 ) -> PurgeResult:
     """Delete every ended session whose ``ended_at`` is more than ``retain_days`` before now."""
     cutoff = format_instant((now or datetime.now(UTC)) - timedelta(days=retain_days))
     counts = dict.fromkeys(("sessions", *_CHILD_TABLES), 0)
-    async with _Connection(path) as conn:
+    async with _connection(path, busy_timeout_s) as conn:
         while True:
             expired = await conn.run(_expired_sessions, cutoff)
             deleted = 0
@@ -69,70 +67,28 @@ async def purge_expired(
     return PurgeResult(**counts)
 
 
-async def set_legal_hold(path: Path, session_id: str, *, held: bool) -> bool:
+async def set_legal_hold(
+    path: Path, session_id: str, *, held: bool, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
+) -> bool:
     """Place (or lift) a legal hold on a session; False if the archive does not hold it."""
-    async with _Connection(path) as conn:
+    async with _connection(path, busy_timeout_s) as conn:
         return await conn.run(_set_hold, session_id, held)
 
 
-class _Connection:
-    """A write connection of its own, used from one worker thread."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-retention")
-        self._conn: sqlite3.Connection | None = None
-
-    async def __aenter__(self) -> _Connection:
-        try:
-            self._conn = await self._call(_connect, self.path)
-        except BaseException:
-            self._executor.shutdown(wait=True)
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            if self._conn is not None:
-                await self._call(self._conn.close)
-        finally:
-            self._executor.shutdown(wait=True)
-
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """Run ``fn(conn, *args)`` on the worker thread."""
-        if self._conn is None:
-            raise StoreError("the retention connection is not open")
-        try:
-            return await self._call(fn, self._conn, *args)
-        except sqlite3.Error as exc:
-            raise StoreError(f"retention failed on {self.path}: {exc}") from exc
-
-    async def _call(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    if not path.is_file():
-        raise StoreError(f"no archive at {path}")
-    try:
-        conn = connect(path, threaded=True)
-        migrate(conn)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the archive {path}: {exc}") from exc
-    return conn
+def _connection(path: Path, busy_timeout_s: float) -> DatabaseThread:
+    """A write connection of retention's own, to an archive that must exist."""
+    return DatabaseThread(
+        path,
+        name="archive retention",
+        busy_timeout_s=busy_timeout_s,
+        migrated=True,
+        failure=f"retention failed on {path}",
+    )
 
 
 def _write(conn: sqlite3.Connection, sql: str, params: list[object]) -> int:
     """One statement in its own short write transaction; the number of rows it changed."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        changed = conn.execute(sql, params).rowcount
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise StoreError(f"retention failed: {exc}") from exc
-    return changed
+    return transaction(conn, lambda db: int(db.execute(sql, params).rowcount))
 
 
 def _expired_sessions(conn: sqlite3.Connection, cutoff: str) -> list[str]:
@@ -169,20 +125,16 @@ def _delete_sessions(conn: sqlite3.Connection, session_ids: list[str], cutoff: s
         " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.session_id = s.session_id)"
     )
     params = [*session_ids, cutoff]
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
+
+    def tombstone_and_delete(db: sqlite3.Connection) -> int:
+        db.execute(
             "INSERT OR IGNORE INTO purged_sessions (session_id, purged_at)"
             f" SELECT s.session_id, ? FROM sessions s WHERE {emptied}",
-            [format_instant(datetime.now(UTC)), *params],
+            [utc_now(), *params],
         )
-        changed = conn.execute(f"DELETE FROM sessions AS s WHERE {emptied}", params).rowcount
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise StoreError(f"retention failed: {exc}") from exc
-    return int(changed)
+        return int(db.execute(f"DELETE FROM sessions AS s WHERE {emptied}", params).rowcount)
+
+    return transaction(conn, tombstone_and_delete)
 
 
 def _set_hold(conn: sqlite3.Connection, session_id: str, held: bool) -> bool:

@@ -21,8 +21,8 @@ from typing import Protocol
 import structlog
 
 from archiver.errors import StoreError
-from archiver.store.db import connect
-from archiver.store.writer import utc_now
+from archiver.instants import utc_now
+from archiver.store.db import DEFAULT_BUSY_TIMEOUT_S, connect, transaction
 
 log = structlog.get_logger()
 
@@ -34,7 +34,7 @@ _COLUMNS = (
 
 
 class RunTotals(Protocol):
-    """The counters a daemon keeps for the run (PollStats provides them)."""
+    """The counters a daemon keeps for the run (archiver.state.PollStats provides them)."""
 
     messages_archived: int
     duplicates: int
@@ -95,17 +95,24 @@ class RunRecorder:
         config_hash: str,
         totals: RunTotals,
         last_seq: Callable[[], int],
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
     ) -> None:
         self.path = path
         self.version = version
         self.config_hash = config_hash
         self.totals = totals
         self.last_seq = last_seq
+        self.busy_timeout_s = busy_timeout_s
         self.run_id: int | None = None
 
     async def __aenter__(self) -> RunRecorder:
         self.run_id = await asyncio.to_thread(
-            start_run, self.path, self.version, self.config_hash, self.last_seq()
+            start_run,
+            self.path,
+            self.version,
+            self.config_hash,
+            self.last_seq(),
+            busy_timeout_s=self.busy_timeout_s,
         )
         log.info("run_started", run_id=self.run_id, config_hash=self.config_hash)
         return self
@@ -122,7 +129,13 @@ class RunRecorder:
         error = None if clean else f"{type(exc).__name__}: {exc}"
         try:
             await asyncio.to_thread(
-                stop_run, self.path, self.run_id, self.totals, self.last_seq(), error
+                stop_run,
+                self.path,
+                self.run_id,
+                self.totals,
+                self.last_seq(),
+                error,
+                busy_timeout_s=self.busy_timeout_s,
             )
         except StoreError as failure:
             # The run itself is over; a missing stop record must not hide why it ended.
@@ -131,28 +144,33 @@ class RunRecorder:
             log.info("run_stopped", run_id=self.run_id, status="clean" if clean else "failed")
 
 
-def start_run(path: Path, version: str, config_hash: str, first_seq: int) -> int:
+def start_run(
+    path: Path,
+    version: str,
+    config_hash: str,
+    first_seq: int,
+    *,
+    busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+) -> int:
     """Mark this host's dead ``running`` rows as crashed, then insert this run; return its id."""
-    with closing(_connect(path)) as conn:
+    with closing(_connect(path, busy_timeout_s)) as conn:
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            _mark_crashed(conn)
-            cursor = conn.execute(
-                "INSERT INTO runs (started_at, status, version, config_hash, hostname, pid,"
-                " first_seq) VALUES (?, 'running', ?, ?, ?, ?, ?)",
-                (utc_now(), version, config_hash, socket.gethostname(), os.getpid(), first_seq),
-            )
-            conn.execute("COMMIT")
+            return transaction(conn, _insert_run, version, config_hash, first_seq)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot record the run in {path}: {exc}") from exc
-    return int(cursor.lastrowid or 0)
 
 
 def stop_run(
-    path: Path, run_id: int, totals: RunTotals, last_seq: int, error: str | None = None
+    path: Path,
+    run_id: int,
+    totals: RunTotals,
+    last_seq: int,
+    error: str | None = None,
+    *,
+    busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
 ) -> None:
     """Record the end of run ``run_id``: ``clean``, or ``failed`` with ``error``."""
-    with closing(_connect(path)) as conn:
+    with closing(_connect(path, busy_timeout_s)) as conn:
         try:
             conn.execute(
                 "UPDATE runs SET stopped_at = ?, status = ?, last_seq = ?, messages_archived = ?,"
@@ -203,12 +221,23 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     try:
-        conn = connect(path)
+        conn = connect(path, busy_timeout_s=busy_timeout_s)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open the archive {path}: {exc}") from exc
     return conn
+
+
+def _insert_run(conn: sqlite3.Connection, version: str, config_hash: str, first_seq: int) -> int:
+    """Mark this host's dead runs crashed and insert this one (inside one transaction)."""
+    _mark_crashed(conn)
+    cursor = conn.execute(
+        "INSERT INTO runs (started_at, status, version, config_hash, hostname, pid,"
+        " first_seq) VALUES (?, 'running', ?, ?, ?, ?, ?)",
+        (utc_now(), version, config_hash, socket.gethostname(), os.getpid(), first_seq),
+    )
+    return int(cursor.lastrowid or 0)
 
 
 def _mark_crashed(conn: sqlite3.Connection) -> None:

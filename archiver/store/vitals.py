@@ -10,10 +10,10 @@ import sqlite3
 import statistics
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from archiver.errors import StoreError
+from archiver.instants import parse_instant
 from archiver.store.db import connect
 
 WAL_SUFFIX = "-wal"
@@ -88,8 +88,4 @@ def summarize(path: Path, sample: int = 200) -> ArchiveSummary:
 
 
 def _seconds_between(start: str, end: str) -> float:
-    return (_instant(end) - _instant(start)).total_seconds()
-
-
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (parse_instant(end) - parse_instant(start)).total_seconds()

@@ -1,0 +1,40 @@
+"""Instants as the archive writes them: UTC ISO-8601 with milliseconds and ``Z``.
+
+Every timestamp the archiver stores or prints (``sent_at``, ``archived_at``, ``occurred_at``, a
+delivery's ``next_attempt_at``) has the one shape ``2026-01-02T03:04:05.678Z``, so that text
+order is time order. These helpers convert between it, datetimes and epoch seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def format_instant(instant: datetime) -> str:
+    """UTC ISO-8601 with milliseconds and ``Z``: ``2026-01-02T03:04:05.678Z``."""
+    utc = instant.astimezone(UTC)
+    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def utc_now() -> str:
+    """Now, as the archive writes instants."""
+    return format_instant(datetime.now(UTC))
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO-8601 date or time as an aware datetime (UTC if it names no offset).
+
+    Raises ValueError for text that is no ISO-8601 date or time.
+    """
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def from_epoch(epoch_s: float) -> str:
+    """Epoch seconds as the archive writes instants."""
+    return format_instant(datetime.fromtimestamp(epoch_s, UTC))
+
+
+def to_epoch(text: str) -> float:
+    """Epoch seconds of an instant the archive wrote."""
+    return parse_instant(text).timestamp()

@@ -1,0 +1,444 @@
+"""Storing pages: the statements of the writer's transactions, on one plain sqlite3.Connection.
+
+A batch of pages is stored in one ``BEGIN IMMEDIATE ... COMMIT``, each page inside a savepoint
+of its own, so a page stands or falls alone. A page is all or nothing: its session row (with a
+``SessionStarted`` or ``SessionUpdated`` event when it is new or changed), its new messages
+(``ON CONFLICT DO NOTHING``), its malformed entries, the cursor, and one event row per new
+message (a transactional outbox). Re-read messages are compared with what is stored: identical
+ones count as duplicates, differing ones are recorded in ``conflicts``. A page whose content
+cannot be stored is stored again message by message; the messages that fail are kept raw in
+``malformed``. Everything here is synchronous: the writer runs it on its database thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+
+from archiver.errors import StoreError
+from archiver.events import (
+    EventRow,
+    SessionEnded,
+    SessionEvent,
+    SessionStarted,
+    SessionUpdated,
+    message_event_row,
+    session_event_row,
+)
+from archiver.gws.models import TRANSCRIPT_SAVE_DONE_INDEX, Malformed, Message, SmsSession
+from archiver.instants import utc_now
+from archiver.store.db import transaction
+from archiver.store.sessions import SessionCache, SessionState
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """What one read of a session yielded, to be stored in one transaction."""
+
+    account: str
+    session: SmsSession
+    messages: Sequence[Message] = ()
+    malformed: Sequence[Malformed] = ()
+    end_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult:
+    """What storing a page did; ``events`` are committed and carry their ``seq``."""
+
+    events: list[EventRow]
+    next_index: int
+    duplicates: int
+    conflicts: int
+    malformed_new: int = 0  # malformed entries recorded now (not seen before)
+    purged: bool = False  # the session was purged by retention: nothing was stored
+
+
+class Ingest:
+    """Stores pages; keeps what later pages build on: session states and the newest ``seq``."""
+
+    def __init__(self, sessions: SessionCache | None = None, last_seq: int = 0) -> None:
+        self.sessions = sessions or SessionCache()
+        self.last_seq = last_seq  # the seq of the newest event stored (committed, after a batch)
+
+    def resume(self, conn: sqlite3.Connection) -> None:
+        """Continue the archive's event numbering (the writer does it when it opens)."""
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        self.last_seq = int(row[0]) if row else 0
+
+    def store_pages(
+        self, conn: sqlite3.Connection, pages: Sequence[Page]
+    ) -> list[PageResult | StoreError]:
+        """One transaction for the batch, one savepoint per page; a failing page fails alone."""
+        first_seq = self.last_seq
+        try:
+            outcomes, stored = transaction(conn, self._store_batch, pages)
+        except BaseException as exc:
+            # Nothing of the batch is stored: forget cached rows it changed, and its seqs.
+            self.last_seq = first_seq
+            for page in pages:
+                self.sessions.forget(page.session.id)
+            if not isinstance(exc, Exception):
+                raise
+            return [_page_failed(page, exc) for page in pages]
+        self.sessions.committed(stored)
+        return outcomes
+
+    def _store_batch(
+        self, conn: sqlite3.Connection, pages: Sequence[Page]
+    ) -> tuple[list[PageResult | StoreError], list[SessionState]]:
+        outcomes: list[PageResult | StoreError] = []
+        stored: list[SessionState] = []
+        for page in pages:
+            try:
+                result, state = self._in_savepoint(conn, page)
+            except Exception as exc:
+                if _transient(exc) or not page.messages:
+                    outcomes.append(_page_failed(page, exc))
+                    continue
+                # Something in the page's content: store it message by message instead.
+                conn.execute("SAVEPOINT isolated")
+                seq_before = self.last_seq
+                try:
+                    result, state = self._store_isolated(conn, page, exc)
+                except Exception as again:
+                    conn.execute("ROLLBACK TO isolated")
+                    conn.execute("RELEASE isolated")
+                    self.last_seq = seq_before
+                    self.sessions.forget(page.session.id)
+                    outcomes.append(_page_failed(page, again))
+                    continue
+                conn.execute("RELEASE isolated")
+            outcomes.append(result)
+            stored.append(state)
+        return outcomes, stored
+
+    def _in_savepoint(
+        self, conn: sqlite3.Connection, page: Page
+    ) -> tuple[PageResult, SessionState]:
+        """Store one page in a savepoint of its own: it stands or falls alone."""
+        conn.execute("SAVEPOINT page")
+        try:
+            result, state = self._store_page(conn, page)
+        except BaseException:
+            conn.execute("ROLLBACK TO page")
+            conn.execute("RELEASE page")
+            self.sessions.forget(page.session.id)
+            raise
+        conn.execute("RELEASE page")
+        # Later pages of this batch build on it; a failed batch forgets both (see store_pages).
+        self.sessions.keep(state)
+        if result.events:
+            self.last_seq = result.events[-1].seq
+        return result, state
+
+    def _store_isolated(
+        self, conn: sqlite3.Connection, page: Page, cause: Exception
+    ) -> tuple[PageResult, SessionState]:
+        """Store a page that failed one message at a time; those that fail become malformed."""
+        refused: list[Malformed] = []
+        results: list[PageResult] = []
+        for message in page.messages:
+            try:
+                one = replace(page, messages=[message], malformed=())
+                result, _ = self._in_savepoint(conn, one)
+                results.append(result)
+            except Exception as exc:
+                if _transient(exc):
+                    raise
+                # Not pinned to its index: an index that broke the store is no place to trust.
+                problem = f"message {message.index} cannot be stored: {exc!r}"
+                refused.append(Malformed(problem, message.raw_json))
+        log.warning("page_stored_one_by_one", session_id=page.session.id, error=repr(cause))
+        last, state = self._in_savepoint(
+            conn, replace(page, messages=(), malformed=[*page.malformed, *refused])
+        )
+        results.append(last)
+        combined = PageResult(
+            events=[event for result in results for event in result.events],
+            next_index=last.next_index,
+            duplicates=sum(result.duplicates for result in results),
+            conflicts=sum(result.conflicts for result in results),
+            malformed_new=last.malformed_new,
+        )
+        return combined, state
+
+    def _store_page(self, conn: sqlite3.Connection, page: Page) -> tuple[PageResult, SessionState]:
+        """The statements of one page, inside the batch's transaction."""
+        stored = self.sessions.load(conn, page.session.id)
+        if stored is not None and stored.purged:
+            return PageResult([], stored.next_index, 0, 0, purged=True), stored
+        txn = _Txn(conn, utc_now(), self.last_seq)
+        state = _upsert_session(txn, page, stored)
+        duplicates, conflicts = _insert_messages(txn, page, state)
+        malformed_new = _insert_malformed(txn, page, state)
+        if page.end_reason is not None and state.ended_at is None:
+            state.ended_at = txn.now
+            _add_session_event(txn, SessionEnded, state, "ended", reason=page.end_reason)
+        conn.execute(
+            "UPDATE sessions SET state = ?, participants_json = ?, user_data_json = ?,"
+            " last_seen_at = ?, ended_at = ?, next_index = ?, update_count = ?"
+            " WHERE session_id = ?",
+            (
+                state.state,
+                state.participants_json,
+                state.user_data_json,
+                txn.now,
+                state.ended_at,
+                state.next_index,
+                state.update_count,
+                state.session_id,
+            ),
+        )
+        if txn.events:
+            conn.executemany(
+                "INSERT INTO events (seq, event_id, type, session_id, message_index,"
+                " occurred_at, payload_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                txn.events,
+            )
+        result = PageResult(txn.events, state.next_index, duplicates, conflicts, malformed_new)
+        return result, state
+
+
+def record_malformed(conn: sqlite3.Connection, account: str, entries: Sequence[Malformed]) -> int:
+    """Keep entries of a session list that name no usable session (``session_id`` '')."""
+    now = utc_now()
+
+    def insert(db: sqlite3.Connection) -> int:
+        new = 0
+        for entry in entries:
+            raw = _storable(entry.raw_json)
+            new += db.execute(
+                "INSERT INTO malformed (session_id, problem, raw_json, received_at, account,"
+                " digest) VALUES ('', ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (entry.problem, raw, now, account, _digest(raw)),
+            ).rowcount
+        return new
+
+    return transaction(conn, insert)
+
+
+@dataclass(slots=True)
+class _Txn:
+    """One page's statements: its connection, its instant, and the event rows gathered."""
+
+    conn: sqlite3.Connection
+    now: str
+    last_seq: int  # the seq of the newest event stored before this page
+    events: list[EventRow] = field(default_factory=list)
+
+    def next_seq(self) -> int:
+        return (self.events[-1].seq if self.events else self.last_seq) + 1
+
+
+def _upsert_session(txn: _Txn, page: Page, stored: SessionState | None) -> SessionState:
+    snapshot = page.session
+    if stored is None:
+        state = SessionState.first_seen(page.account, snapshot)
+        txn.conn.execute(
+            "INSERT INTO sessions (session_id, account, state, participants_json,"
+            " user_data_json, first_seen_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                snapshot.id,
+                page.account,
+                snapshot.state,
+                snapshot.participants_json,
+                snapshot.user_data_json,
+                txn.now,
+                txn.now,
+            ),
+        )
+        _add_session_event(txn, SessionStarted, state, "started")
+        return state
+    state = replace(stored)
+    changed = [
+        name
+        for name, before, after in (
+            ("state", state.state, snapshot.state),
+            ("participants", state.participants_json, snapshot.participants_json),
+            ("user_data", state.user_data_json, snapshot.user_data_json),
+        )
+        if before != after
+    ]
+    if changed:
+        state.state = snapshot.state
+        state.participants_json = snapshot.participants_json
+        state.user_data_json = snapshot.user_data_json
+        state.update_count += 1
+        kind = f"updated_{state.update_count}"
+        _add_session_event(txn, SessionUpdated, state, kind, changed=changed)
+    return state
+
+
+def _insert_messages(txn: _Txn, page: Page, state: SessionState) -> tuple[int, int]:
+    """Insert what is new; count re-reads; record differing re-reads as conflicts."""
+    first: dict[int, Message] = {}
+    repeats: list[Message] = []  # the same index again within this page
+    for message in page.messages:
+        if message.index in first:
+            repeats.append(message)
+        else:
+            first[message.index] = message
+    unique = sorted(first.values(), key=lambda m: (m.index == TRANSCRIPT_SAVE_DONE_INDEX, m.index))
+    seen = [m for m in unique if _maybe_stored(state, m.index)]
+    stored = _stored_messages(txn.conn, state.session_id, seen)
+    duplicates = conflicts = 0
+    fresh: list[Message] = []
+    for message in unique:
+        previous = stored.get(message.index)
+        if previous is None:
+            fresh.append(message)
+        elif previous.same_content(message):
+            duplicates += 1
+        else:
+            conflicts += 1
+            _record_conflict(txn, state, message)
+    for message in repeats:
+        if first[message.index].same_content(message):
+            duplicates += 1
+        else:
+            conflicts += 1
+            _record_conflict(txn, state, message)
+    if fresh:
+        _insert_fresh(txn, state, fresh)
+    return duplicates, conflicts
+
+
+def _insert_fresh(txn: _Txn, state: SessionState, fresh: list[Message]) -> None:
+    """Insert messages not stored before, their search rows and events; move the cursor."""
+    conn = txn.conn
+    (last_rowid,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM messages").fetchone()
+    conn.executemany(
+        "INSERT INTO messages (session_id, message_index, type, text, url, from_type,"
+        " from_nickname, from_participant_id, visibility, sent_at, raw_json, archived_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [
+            (
+                state.session_id,
+                m.index,
+                m.type,
+                m.text,
+                m.url,
+                m.from_type,
+                m.from_nickname,
+                m.from_participant_id,
+                m.visibility,
+                m.sent_at,
+                m.raw_json,
+                txn.now,
+            )
+            for m in fresh
+        ],
+    )
+    conn.execute(
+        "INSERT INTO messages_fts (rowid, text) SELECT rowid, text FROM messages WHERE rowid > ?",
+        (last_rowid,),
+    )
+    for message in fresh:
+        txn.events.append(
+            message_event_row(txn.next_seq(), state.session_id, state.account, message, txn.now)
+        )
+        if message.index == TRANSCRIPT_SAVE_DONE_INDEX:
+            state.has_transcript_saved = True
+        else:
+            state.next_index = max(state.next_index, message.index + 1)
+
+
+def _insert_malformed(txn: _Txn, page: Page, state: SessionState) -> int:
+    """Record each malformed entry once; one pinned to an index moves the cursor past it."""
+    new = 0
+    for entry in page.malformed:
+        raw = _storable(entry.raw_json)
+        (changed,) = txn.conn.execute(
+            "INSERT INTO malformed (session_id, problem, raw_json, received_at,"
+            " message_index, account, digest) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (session_id, digest) DO UPDATE"
+            " SET message_index = coalesce(message_index, excluded.message_index)"
+            " WHERE message_index IS NULL AND excluded.message_index IS NOT NULL"
+            " RETURNING received_at = ?",
+            (
+                page.session.id,
+                entry.problem,
+                raw,
+                txn.now,
+                entry.index,
+                page.account,
+                _digest(raw),
+                txn.now,
+            ),
+        ).fetchone() or (0,)
+        new += bool(changed)
+        if entry.index is not None and entry.index >= state.next_index:
+            state.next_index = entry.index + 1
+    return new
+
+
+def _record_conflict(txn: _Txn, state: SessionState, message: Message) -> None:
+    txn.conn.execute(
+        "INSERT INTO conflicts (session_id, message_index, raw_json, detected_at)"
+        " VALUES (?, ?, ?, ?)",
+        (state.session_id, message.index, message.raw_json, txn.now),
+    )
+    log.warning("message_conflict", session_id=state.session_id, message_index=message.index)
+
+
+def _add_session_event(
+    txn: _Txn, cls: type[SessionEvent], state: SessionState, kind: str, **extra: Any
+) -> None:
+    row = session_event_row(
+        cls, txn.next_seq(), kind, txn.now, state.account, state.snapshot(), **extra
+    )
+    txn.events.append(row)
+
+
+def _maybe_stored(state: SessionState, index: int) -> bool:
+    if index == TRANSCRIPT_SAVE_DONE_INDEX:
+        return state.has_transcript_saved
+    return index < state.next_index
+
+
+def _stored_messages(
+    conn: sqlite3.Connection, session_id: str, messages: list[Message]
+) -> dict[int, Message]:
+    if not messages:
+        return {}
+    marks = ",".join("?" * len(messages))
+    rows = conn.execute(
+        "SELECT message_index, type, text, url, from_type, from_nickname,"
+        " from_participant_id, visibility, sent_at, raw_json FROM messages"
+        f" WHERE session_id = ? AND message_index IN ({marks})",
+        (session_id, *(m.index for m in messages)),
+    )
+    return {row[0]: Message(*row) for row in rows}
+
+
+def _page_failed(page: Page, exc: BaseException) -> StoreError:
+    error = StoreError(f"storing a page of session {page.session.id} failed: {exc!r}")
+    error.__cause__ = exc
+    return error
+
+
+def _transient(exc: Exception) -> bool:
+    """True for trouble of the database (busy, locked, I/O), not of the page's content."""
+    return isinstance(exc, sqlite3.OperationalError | sqlite3.InterfaceError)
+
+
+def _storable(raw: str | bytes) -> str | bytes:
+    """Raw text SQLite can hold: a string with lone surrogates is kept as its exact code units."""
+    if isinstance(raw, str):
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError:
+            return raw.encode("utf-8", "surrogatepass")
+    return raw
+
+
+def _digest(raw: str | bytes) -> str:
+    return hashlib.sha256(raw if isinstance(raw, bytes) else raw.encode("utf-8")).hexdigest()
