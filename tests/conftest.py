@@ -1,21 +1,13 @@
-"""Shared fixtures: a daemon configuration for a simulator, and archive-versus-truth checks."""
+"""Shared fixtures; the helpers the tests import live in tests/support."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import sys
-import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import structlog
 
-from archiver.config import Account, ArchiveConfig, Config, GwsConfig, PollConfig, Secret
 from gws_bench.archive_factory import GeneratedArchive, write_archive
 
 
@@ -24,139 +16,6 @@ def _reset_logging() -> Iterator[None]:
     """A command run in one test configures structlog; the next test starts from defaults."""
     yield
     structlog.reset_defaults()
-
-
-FAST_POLL = PollConfig(min_interval_s=0.02, max_interval_s=0.2, sessions_interval_s=0.1)
-
-
-def daemon_config(base_url: str, archive: Path, agents: int = 3, **gws: Any) -> Config:
-    """A configuration for ``agents`` simulated agents with brisk polling."""
-    accounts = tuple(
-        Account(username=f"agent{n}", password=Secret("password")) for n in range(1, agents + 1)
-    )
-    return Config(
-        gws=GwsConfig(base_url=base_url, accounts=accounts, **gws),
-        poll=FAST_POLL,
-        archive=ArchiveConfig(path=archive),
-    )
-
-
-def config_toml(base_url: str, archive: Path, agents: int = 3) -> str:
-    """The same configuration as a TOML file's text (for the daemon as a subprocess)."""
-    lines = [f'[gws]\nbase_url = "{base_url}"\npage_size = 50\n']
-    for n in range(1, agents + 1):
-        lines.append(f'[[gws.accounts]]\nusername = "agent{n}"\npassword = "password"\n')
-    lines.append(
-        "[poll]\nmin_interval_s = 0.02\nmax_interval_s = 0.2\nsessions_interval_s = 0.1\n"
-        f'[archive]\npath = "{archive}"\n[log]\nformat = "json"\n'
-    )
-    return "\n".join(lines)
-
-
-def query(path: Path, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-    """Rows from the archive, through a separate connection."""
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql, tuple(params)).fetchall()
-    finally:
-        conn.close()
-
-
-def truth_key(record: dict[str, Any]) -> tuple[Any, ...]:
-    """What the archive must hold for one simulator truth record."""
-    return (
-        record["session_id"],
-        record["index"],
-        record["type"],
-        record["text"],
-        record["visibility"],
-    )
-
-
-def archive_keys(path: Path) -> list[tuple[Any, ...]]:
-    """The same fields for every archived message."""
-    return query(
-        path,
-        "SELECT session_id, message_index, type,"
-        " CASE WHEN type = 'PushUrl' THEN url ELSE text END, visibility FROM messages",
-    )
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """How an archive differs from the simulator's truth."""
-
-    missing: list[tuple[Any, ...]]
-    extra: list[tuple[Any, ...]]
-    duplicated_events: int
-
-    @property
-    def exact(self) -> bool:
-        return not self.missing and not self.extra and not self.duplicated_events
-
-
-def compare(path: Path, truth: list[dict[str, Any]]) -> Comparison:
-    """Compare archive and truth message by message, and check one event per message."""
-    expected = Counter(truth_key(r) for r in truth)
-    actual = Counter(archive_keys(path))
-    events = query(
-        path,
-        "SELECT session_id, message_index, count(*) FROM events"
-        " WHERE message_index IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1",
-    )
-    return Comparison(
-        missing=sorted((expected - actual).elements()),
-        extra=sorted((actual - expected).elements()),
-        duplicated_events=len(events),
-    )
-
-
-async def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.05)
-
-
-def count(path: Path, sql: str) -> int:
-    """A count from the archive; 0 while the file or its tables do not exist yet."""
-    if not path.exists():
-        return 0
-    try:
-        return int(query(path, sql)[0][0])
-    except sqlite3.OperationalError:
-        return 0
-
-
-def ended_sessions(path: Path) -> int:
-    """How many SessionEnded events the archive holds."""
-    return count(path, "SELECT count(*) FROM events WHERE type = 'SessionEnded'")
-
-
-def archived_messages(path: Path) -> int:
-    """How many messages the archive holds."""
-    return count(path, "SELECT count(*) FROM messages")
-
-
-async def start_daemon(config: Path, log: Path) -> asyncio.subprocess.Process:
-    """``gws-archiver run --config`` as a child process, its output appended to ``log``."""
-    with log.open("ab") as sink:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "archiver", "run", "--config", str(config),
-            stdout=sink, stderr=sink,
-        )  # fmt: skip
-
-
-def run_started(archive: Path, pid: int) -> bool:
-    """True once the daemon with ``pid`` has recorded its run in the archive (it is archiving)."""
-    if not archive.exists():
-        return False
-    try:
-        return bool(query(archive, "SELECT count(*) FROM runs WHERE pid = ?", (pid,))[0][0])
-    except sqlite3.OperationalError:
-        return False  # the archive is being created: no runs table yet
 
 
 @pytest.fixture(scope="session")
