@@ -25,7 +25,7 @@ AGENTS = 3
 
 
 async def test_hostile_scenario_costs_only_the_poison(tmp_path: Path) -> None:
-    """Every healthy message exact; each poison archived at its index or malformed once."""
+    """Every healthy message exact; each poison archived, malformed once or a conflict."""
     archive = tmp_path / "archive.sqlite3"
     options = SimulatorOptions(agents=AGENTS, seed=5, scenario=SCENARIO, hostile=True)
     async with Simulator(options) as sim:
@@ -66,6 +66,10 @@ async def test_hostile_scenario_costs_only_the_poison(tmp_path: Path) -> None:
         )
     )
     assert recorded == expected
+    # A message claiming a taken index leaves the first content and is kept as a conflict.
+    claimed = {(r["session_id"], r["claims"]) for r in poison if r["expect"] == "conflict"}
+    assert claimed, "no conflict served"
+    assert claimed <= set(query(archive, "SELECT session_id, message_index FROM conflicts"))
     listed = query(archive, "SELECT count(*) FROM malformed WHERE session_id = ''")[0][0]
     assert listed == AGENTS * len(session_list_poison("agent1"))
 
