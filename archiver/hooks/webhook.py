@@ -31,6 +31,9 @@ from archiver.hooks.retry import MAX_RETRY_AFTER_S
 from archiver.hooks.sink import DELIVERED, Outcome, Sink, failed
 from archiver.retry_after import parse_retry_after
 
+# Of a receiver's answer body, read only so the connection can be reused.
+MAX_DRAINED_BYTES = 1024 * 1024
+
 
 def sign(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header: one ``v1,<base64>`` per key, space-separated."""
@@ -82,7 +85,7 @@ class WebhookSink(Sink):
             async with self._session.post(
                 self.url, data=body, headers=self.headers(event, body), allow_redirects=False
             ) as response:
-                await response.read()  # let the connection be reused
+                await _drain(response)
                 status = response.status
                 retry_after = parse_retry_after(
                     response.headers.get("Retry-After"), cap_s=MAX_RETRY_AFTER_S, now=self._clock()
@@ -98,3 +101,17 @@ class WebhookSink(Sink):
         if status == 410:
             return failed("HTTP 410 Gone: the endpoint asked to be disabled", gone=True)
         return failed(f"HTTP {status}", retry_after_s=retry_after)
+
+
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    """Read the answer's body so the connection can be reused, but never more than a bound.
+
+    Only the status and headers matter: a receiver that answers with more than
+    ``MAX_DRAINED_BYTES`` (or never stops) has its connection closed instead of being read on.
+    """
+    drained = 0
+    while chunk := await response.content.read(64 * 1024):
+        drained += len(chunk)
+        if drained > MAX_DRAINED_BYTES:
+            response.close()
+            return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -10,6 +12,7 @@ from typing import Any
 
 import pytest
 import standardwebhooks.webhooks
+from aiohttp import web
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -131,6 +134,32 @@ async def test_a_receivers_retry_after_is_capped_at_a_day(receiver: Receiver) ->
     async with WebhookSink(webhook(receiver.url)) as sink:
         outcome = await sink.deliver(EVENT)
     assert (outcome.ok, outcome.retry_after_s) == (False, MAX_RETRY_AFTER_S)
+
+
+async def test_an_answer_that_never_ends_is_not_read_to_its_end() -> None:
+    """A receiver answering 200 with an endless body: delivered, its body not read on."""
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await response.write(b"x" * 65_536)
+
+    app = web.Application()
+    app.router.add_post("/hook", endless)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    sock = socket.create_server(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    try:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+        async with WebhookSink(webhook(url, timeout_s=30.0)) as sink:
+            outcome = await sink.deliver(EVENT)
+    finally:
+        await runner.cleanup()
+    assert outcome.ok, outcome
 
 
 def subscribed(receiver: Receiver, **options: Any) -> HooksConfig:
