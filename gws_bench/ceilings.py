@@ -30,6 +30,7 @@ from typing import Any
 
 import aiohttp
 
+from archiver.store.queries import MESSAGE_COLUMNS
 from gws_bench.processes import PASSWORD, BenchError
 
 PAGE_SIZE = 500
@@ -48,20 +49,6 @@ CREATE TABLE events (
     payload_json TEXT NOT NULL
 );
 """
-MESSAGE_COLUMNS = (
-    "session_id",
-    "message_index",
-    "type",
-    "text",
-    "url",
-    "from_type",
-    "from_nickname",
-    "from_participant_id",
-    "visibility",
-    "sent_at",
-    "raw_json",
-    "archived_at",
-)
 EVENT_COLUMNS = ("event_id", "type", "session_id", "message_index", "occurred_at", "payload_json")
 INSERT_MESSAGE = (
     f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)})"

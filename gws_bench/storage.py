@@ -27,12 +27,12 @@ from archiver.gws.client import parse_messages_body
 from archiver.gws.models import parse_session
 from archiver.gws.wire import decode_json
 from archiver.store.migrate import migrate
+from archiver.store.queries import MESSAGE_COLUMNS
 from archiver.store.writer import ArchiveWriter, Page
 from gws_bench.ceilings import (
     EVENT_COLUMNS,
     INSERT_EVENT,
     INSERT_MESSAGE,
-    MESSAGE_COLUMNS,
     open_bare_archive,
 )
 from gws_bench.report import ScenarioResult
