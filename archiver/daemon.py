@@ -147,7 +147,6 @@ class Daemon:
                         for client in clients
                     ]
                     self.state.accounts.extend(self.accounts)
-                    self.state.polling = True
                     for poller in self.accounts:
                         tasks.create_task(poller.run(), name=f"account-{poller.account}")
                         if push is not None:

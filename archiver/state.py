@@ -142,9 +142,13 @@ class DaemonState:
     feed: EventFeed | None = None
     last_seq: Callable[[], int] | None = None  # set once the archive is open
     host: HostCounts | None = None
-    polling: bool = False  # set once every account poller has been created
     accounts: list[ReportsAccount] = field(default_factory=list)
     pushes: list[ReportsPush] = field(default_factory=list)
+
+    @property
+    def polling(self) -> bool:
+        """True once the account pollers are created (every configuration has an account)."""
+        return bool(self.accounts)
 
     @property
     def archive_open(self) -> bool:
