@@ -25,9 +25,8 @@ from __future__ import annotations
 import asyncio
 import html
 import os
-import re
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from archiver.errors import StoreError
@@ -37,13 +36,16 @@ from archiver.store import queries
 from archiver.store.queries import (
     MESSAGE_COLUMNS,
     ArchivedMessage,
-    ArchiveStats,
     InvalidQueryError,
     SearchHit,
     SessionFilter,
     SessionRecord,
+    SessionView,
 )
 from archiver.store.reader import ArchiveReader
+from archiver.store.stats import ArchiveStats, archive_stats
+from archiver.text import escape_html as _html
+from archiver.text import printable
 
 __all__ = [
     "MESSAGE_COLUMNS",
@@ -54,7 +56,9 @@ __all__ = [
     "SearchHit",
     "SessionFilter",
     "SessionRecord",
+    "SessionView",
     "Transcript",
+    "printable",
 ]
 
 _SESSION_CHUNK = 500
@@ -73,14 +77,6 @@ DISCREET_TYPES = frozenset(
 )
 _DIM, _RESET = "\x1b[2m", "\x1b[0m"
 _CONTINUATION = " " * 10
-# What a terminal (or a reader) could take for layout, cursor movement or reordering: C0, DEL,
-# C1 (with NEL), the Unicode line and paragraph separators, and the bidi embeddings, overrides
-# and isolates.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_UNPRINTABLE_OR_NEWLINE_KEPT = re.compile(
-    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
-)
-_NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _HTML_STYLE = (
     "body{font:15px/1.45 system-ui,sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem}"
     "ol{list-style:none;padding:0}li{margin:.2rem 0}time{color:#777;margin-right:.6rem}"
@@ -96,9 +92,11 @@ class Transcript:
 
     session: SessionRecord
     messages: list[ArchivedMessage]
+    views: list[SessionView] = field(default_factory=list)
+    filled: frozenset[int] = frozenset()  # indices Interaction History supplied
 
     def header_lines(self) -> list[str]:
-        """What the session is: id, account, state, size, participants, hold."""
+        """What the session is: id, account, state, size, who handled it, its checks, hold."""
         session = self.session
         facts = [f"account {session.account}", f"state {session.state or '(none)'}"]
         facts.append(f"{session.message_count} messages")
@@ -106,6 +104,15 @@ class Transcript:
             facts.append(f"ended {session.ended_at}")
         if session.legal_hold:
             facts.append("under legal hold")
+        checks = []
+        if session.ended_at:
+            checks.append(
+                f"checked against Interaction History: {session.reconciliation or 'not yet'}"
+            )
+            if self.filled:
+                checks.append(f"{len(self.filled)} messages from history")
+            if session.tail == "unverified" and session.reconciliation not in _VERIFYING:
+                checks.append("its last messages could not be verified")
         people = ", ".join(
             f"{p.get('nickname', '?')} ({p.get('type', '?')})"
             for p in session.participants
@@ -114,6 +121,9 @@ class Transcript:
         lines = [f"Session {session.session_id}", f"  {', '.join(facts)}"] + (
             [f"  participants: {people}"] if people else []
         )
+        lines += [f"  handled by {_view_words(view)}" for view in self.views]
+        if checks:
+            lines.append(f"  {', '.join(checks)}")
         return [printable(line) for line in lines]
 
     def text_lines(self, *, hide_events: bool = False, color: bool = False) -> Iterator[str]:
@@ -133,6 +143,8 @@ class Transcript:
                 yield day
             clock = message.sent_at[11:19] if message.sent_at else "--:--:--"
             marker = " [agents only]" if message.agents_only else ""
+            if message.message_index in self.filled:
+                marker += " [from history]"
             if discreet:
                 line = printable(f"{clock}    · {_event_words(message)}{marker}")
                 yield f"{_DIM}{line}{_RESET}" if color else line
@@ -153,6 +165,8 @@ class Transcript:
             classes = ["event" if discreet else "message"]
             if message.agents_only:
                 classes.append("agents-only")
+            if message.message_index in self.filled:
+                classes.append("from-history")
             stamp = _html(message.sent_at or "")
             clock = message.sent_at[11:19] if message.sent_at else "--:--:--"
             if discreet:
@@ -175,6 +189,16 @@ class Transcript:
         )
 
 
+# Reconciliation outcomes that settle how a session's log ends.
+_VERIFYING = ("verified", "filled", "different")
+
+
+def _view_words(view: SessionView) -> str:
+    """One account's sight of the session, for a transcript header."""
+    until = f" until {view.left_at} ({view.left_reason})" if view.left_at else " (in view)"
+    return f"{view.account} from {view.appeared_at}{until}, {view.last_state or 'no state'}"
+
+
 def html_page(title: str) -> tuple[str, str]:
     """The head and the tail of an HTML document; transcript sections go between them."""
     head = (
@@ -182,27 +206,6 @@ def html_page(title: str) -> tuple[str, str]:
         f"<title>{_html(title)}</title>\n<style>{_HTML_STYLE}</style>\n</head>\n<body>\n"
     )
     return head, "</body>\n</html>\n"
-
-
-def printable(text: str) -> str:
-    """``text`` with every control, line-separator and bidi character replaced by its escape.
-
-    Tab, newline and CR become ``\\t``, ``\\n``, ``\\r``; other characters below U+0100 become
-    ``\\xHH`` (``\\x1b``, ``\\x85``), the rest ``\\uHHHH`` (``\\u2028``, ``\\u202e``).
-    """
-    return _UNPRINTABLE.sub(_escape, text)
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match[0]
-    code = ord(char)
-    return _NAMED_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-
-
-def _html(text: str) -> str:
-    """HTML-escaped (quotes too, so safe in attributes), with newlines kept for ``pre-wrap``."""
-    kept = text.replace("\r\n", "\n")
-    return html.escape(_UNPRINTABLE_OR_NEWLINE_KEPT.sub(_escape, kept), quote=True)
 
 
 def _body_lines(message: ArchivedMessage) -> list[str]:
@@ -306,8 +309,10 @@ class Archive(Resource):
         record = await self.session(session_id)
         if record is None:
             return None
-        messages = await queries.session_messages(self._reader.conn, session_id)
-        return Transcript(record, messages)
+        conn = self._reader.conn
+        messages = await queries.session_messages(conn, session_id)
+        views = await queries.session_views(conn, session_id)
+        return Transcript(record, messages, views, await queries.filled_indices(conn, session_id))
 
     async def search(
         self,
@@ -388,7 +393,7 @@ class Archive(Resource):
 
     async def stats(self) -> ArchiveStats:
         """Counts per message type, session state and day."""
-        return await queries.archive_stats(self._reader.conn)
+        return await archive_stats(self._reader.conn)
 
     async def last_seq(self) -> int:
         """The newest committed event's ``seq`` (0 for an empty archive)."""

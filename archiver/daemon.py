@@ -20,15 +20,18 @@ from typing import TYPE_CHECKING
 import structlog
 
 from archiver import __version__
-from archiver.config import Config, PushConfig
+from archiver.accounts import AccountPoller, SessionDirectory
+from archiver.config import Config
 from archiver.config_dump import config_digest
 from archiver.feed import EventFeed, EventHandler
 from archiver.gws.client import GwsClient
+from archiver.gws.history import HistoryClient
 from archiver.gws.push import PushClient
 from archiver.gws.transport import GwsHost
 from archiver.hooks.dispatcher import HookDispatcher
 from archiver.instance_lock import InstanceLock
-from archiver.poller import AccountPoller, Pacing
+from archiver.pacing import Pacing, PageSlots
+from archiver.reconcile import HistoryReader, Reconciler
 from archiver.state import DaemonState, FailureState
 from archiver.store.reader import ArchiveReader
 from archiver.store.retention import purge_expired
@@ -96,7 +99,8 @@ class Daemon:
                     busy_timeout_s=config.archive.busy_timeout_s,
                 )
             )
-            held = len(config.gws.accounts) if config.push.enabled else 0
+            listening = config.push.enabled or config.reconcile.enabled
+            held = len(config.gws.accounts) if listening else 0
             host = GwsHost(config.gws, reserved_connections=held)
             self.state.host = host
             stack.push_async_callback(host.close)
@@ -134,25 +138,48 @@ class Daemon:
                             feed.subscribe(sub.handler, types=sub.types, session_id=sub.session_id)
                         )
                     push = config.push if config.push.enabled else None
-                    page_slots = asyncio.Semaphore(config.gws.max_concurrent_requests)
+                    reconcile = config.reconcile if config.reconcile.enabled else None
+                    histories = {
+                        client.account.username: HistoryClient(client, wait_s=reconcile.wait_s)
+                        for client in clients
+                        if reconcile is not None
+                    }
+                    history = HistoryReader(histories) if reconcile is not None else None
+                    directory = SessionDirectory(
+                        writer=writer,
+                        stats=self.stats,
+                        rng=random.Random(self._rng.random()),
+                        page_slots=PageSlots(config.gws.max_concurrent_requests),
+                        reconcile=reconcile,
+                        read_history=history.content if history is not None else None,
+                    )
                     self.accounts = [
                         AccountPoller(
                             client=client,
                             writer=writer,
                             pacing=Pacing(config.poll, push),
                             stats=self.stats,
-                            rng=random.Random(self._rng.random()),
-                            page_slots=page_slots,
+                            directory=directory,
                         )
                         for client in clients
                     ]
                     self.state.accounts.extend(self.accounts)
+                    tasks.create_task(directory.run(), name="sessions")
                     for poller in self.accounts:
                         tasks.create_task(poller.run(), name=f"account-{poller.account}")
-                        if push is not None:
-                            self.pushes.append(push_client(poller, push))
+                        if push is not None or reconcile is not None:
+                            listener = cometd_listener(
+                                poller.client,
+                                config,
+                                account=poller,
+                                history=histories.get(poller.account),
+                            )
+                            self.pushes.append(listener)
                             self.state.pushes.append(self.pushes[-1])
                             tasks.create_task(self.pushes[-1].run(), name=f"push-{poller.account}")
+                    if history is not None and reconcile is not None:
+                        reconciler = Reconciler(writer, history, reconcile, self.stats)
+                        tasks.create_task(reconciler.run(), name="reconciler")
                     tasks.create_task(hooks.run(), name="hooks")
                     if config.archive.retain_days is not None:
                         retention = self._retain(config.archive.retain_days)
@@ -179,13 +206,35 @@ class Daemon:
             await asyncio.sleep(archive.retention_interval_s)
 
 
-def push_client(account: AccountPoller, config: PushConfig) -> PushClient:
-    """The notification listener of one account, feeding that account's poller."""
-
-    return PushClient(
-        account.client,
-        config,
-        on_hint=account.hint,
-        on_subscribed=account.push_up,
-        on_down=account.push_down,
+def cometd_listener(
+    client: GwsClient,
+    config: Config,
+    *,
+    account: AccountPoller | None = None,
+    history: HistoryClient | None = None,
+) -> PushClient:
+    """One account's CometD listener: push hints for its poller (``account``, in push mode) and
+    the Interaction History results its history client waits for (``history``)."""
+    push = account if config.push.enabled else None
+    channels = list(config.push.channels) if push is not None else []
+    if history is not None:
+        channels.append(config.reconcile.channel)
+    listener = PushClient(
+        client,
+        dataclasses.replace(config.push, channels=tuple(channels)),
+        on_hint=push.hint if push is not None else _ignore,
+        on_subscribed=push.push_up if push is not None else _nothing,
+        on_down=push.push_down if push is not None else _ignore,
+        on_history=history.notification if history is not None else None,
     )
+    if history is not None:
+        history.listen(listener)
+    return listener
+
+
+def _ignore(_: object) -> None:
+    """A listener callback for what history-only CometD does not act on."""
+
+
+def _nothing() -> None:
+    """A listener callback for what history-only CometD does not act on."""

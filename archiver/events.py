@@ -232,6 +232,51 @@ class SessionEnded(SessionEvent):
     reason: str
 
 
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ViewStarted(SessionEvent):
+    """Fires when a configured account starts to see the session (``account``, with its state).
+
+    A session's first view comes with ``SessionStarted``; later ones are a transfer, a
+    conference or consult partner, or a pick-up from a queue. ``view`` numbers the views.
+    """
+
+    TYPE: ClassVar[str] = "ViewStarted"
+    view: int
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ViewEnded(SessionEvent):
+    """Fires when an account stops seeing the session: ``reason`` is ``revoked`` (it lost it,
+    the conversation goes on elsewhere), ``completed`` (done for that account), ``gone`` (no
+    longer in its list) or ``ended`` (the session ended)."""
+
+    TYPE: ClassVar[str] = "ViewEnded"
+    view: int
+    reason: str
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionReconciled(SessionEvent):
+    """Fires when the archived session was checked against Interaction History.
+
+    ``status`` is ``verified``, ``filled``, ``different`` or ``unchecked``; ``filled`` and
+    ``differing`` list message indices. Messages filled before ``SessionEnded`` also have their
+    own message events; those filled after it are only in ``filled_messages`` (message event
+    payloads), so no message event ever follows ``SessionEnded``.
+    """
+
+    TYPE: ClassVar[str] = "SessionReconciled"
+    status: str
+    history_messages: int | None
+    filled: list[int]
+    differing: list[int]
+    filled_messages: list[dict[str, Any]]
+    detail: str | None
+
+
 def event_from_row(
     seq: int, event_id: str, type_name: str, session_id: str, occurred_at: str, payload: str
 ) -> Event:
@@ -269,6 +314,21 @@ def message_event_row(
     Built as the row itself, not as a typed event first: this runs once per message. The
     payload's keys are exactly the MessageEvent fields (and Unknown's), so event_from_row reads it.
     """
+    data = message_event_data(account, message)
+    event_type = message.type if message.known_type else Unknown.TYPE
+    return EventRow(
+        seq,
+        message_event_id(session_id, message.index),
+        event_type,
+        session_id,
+        message.index,
+        message.sent_at or archived_at,
+        orjson.dumps(data).decode(),
+    )
+
+
+def message_event_data(account: str, message: Message) -> dict[str, Any]:
+    """The ``data`` of a message's event (``Unknown``'s with ``gws_type`` and ``raw``)."""
     data: dict[str, Any] = {
         "account": account,
         "index": message.index,
@@ -280,21 +340,10 @@ def message_event_row(
         "visibility": message.visibility,
         "sent_at": message.sent_at,
     }
-    if message.known_type:
-        event_type = message.type
-    else:
-        event_type = Unknown.TYPE
+    if not message.known_type:
         data["gws_type"] = message.type
         data["raw"] = orjson.loads(message.raw_json)
-    return EventRow(
-        seq,
-        message_event_id(session_id, message.index),
-        event_type,
-        session_id,
-        message.index,
-        message.sent_at or archived_at,
-        orjson.dumps(data).decode(),
-    )
+    return data
 
 
 def session_event_row(

@@ -7,7 +7,7 @@ order is time order. These helpers convert between it, datetimes and epoch secon
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 def format_instant(instant: datetime) -> str:
@@ -16,9 +16,9 @@ def format_instant(instant: datetime) -> str:
     return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-def utc_now() -> str:
-    """Now, as the archive writes instants."""
-    return format_instant(datetime.now(UTC))
+def utc_now(seconds_from_now: float = 0.0) -> str:
+    """Now (or that many seconds from now), as the archive writes instants."""
+    return format_instant(datetime.now(UTC) + timedelta(seconds=seconds_from_now))
 
 
 def parse_instant(text: str) -> datetime:

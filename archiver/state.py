@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+import orjson
 import structlog
 
 from archiver.config import Config
 
 if TYPE_CHECKING:
+    from archiver.events import EventRow
     from archiver.feed import EventFeed
 
 log = structlog.get_logger()
@@ -36,6 +38,20 @@ class PollStats:
     malformed: int = 0
     errors: int = 0
     sessions_ended: int = 0
+    ended_by: Counter[str] = field(default_factory=Counter)  # sessions ended, per reason
+    views: Counter[str] = field(default_factory=Counter)  # views started, and ended per reason
+    drains: int = 0  # polls started by a sign of an ending, ahead of routine ones
+    sessions_away: int = 0  # times a session left every view without being over
+    history_checks: Counter[str] = field(default_factory=Counter)  # over, in_process, unavailable
+    reconciled: Counter[str] = field(default_factory=Counter)  # final checks, per status
+    backfilled: int = 0  # ended sessions no list showed, archived from history by the sweep
+
+    def count_reconciled(self, events: Iterable[EventRow]) -> None:
+        """Count the outcomes of the checks against Interaction History among ``events``."""
+        for event in events:
+            if event.type == "SessionReconciled":
+                self.reconciled[str(orjson.loads(event.payload_json)["status"])] += 1
+
     by_type: Counter[str] = field(default_factory=Counter)  # messages archived, per GWS type
     poll_results: Counter[str] = field(default_factory=Counter)  # archived, idle, error
     list_results: Counter[str] = field(default_factory=Counter)  # session lists: ok, error

@@ -9,7 +9,18 @@ Routes:
     POST   /_sim/sessions/{id}/messages      {"type", "text"?, "url"?, "noticeText"?,
                                               "visibility"?, "sender"?} -> {"index"}
     POST   /_sim/sessions/{id}/end           {"transcript"?: bool} -> {"state": "Completed"}
-    DELETE /_sim/sessions/{id}               remove the session from the world
+    DELETE /_sim/sessions/{id}               take the session off every list (its history stays)
+    POST   /_sim/sessions/{id}/transfer      {"to": account}: the handling agent transfers it
+    POST   /_sim/sessions/{id}/conference    {"to": account}: the account joins (Invite)
+    POST   /_sim/sessions/{id}/consult       {"to": account}: the account joins, agents only
+    POST   /_sim/sessions/{id}/leave         {"account": account}: that viewer Leaves
+    POST   /_sim/sessions/{id}/queue         {}: every agent leaves, the session waits queued
+    POST   /_sim/sessions/{id}/pickup        {"to": account}: the account takes it from the queue
+                                             (each of these six answers the session's views
+                                             entry, as below)
+    GET    /_sim/views                       {"sessions": [{"session_id", "accounts" (every
+                                              account that ever had a view, in order of first
+                                              view), "ended", "queued"}]}, every session ever
     POST   /_sim/faults                      {rate or parameter name: number} -> current rates
     GET    /_sim/bayeux                      {"clients": [{clientId, account, subscriptions,
                                               queued, held}]}
@@ -27,7 +38,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from gws_simulator import handoffs
 from gws_simulator.app import json_response
+from gws_simulator.sessions import Session, View
 
 if TYPE_CHECKING:
     from gws_simulator.server import Simulator
@@ -47,6 +60,9 @@ def add_admin_routes(app: web.Application, simulator: Simulator) -> None:
     router.add_post("/_sim/sessions/{session_id}/messages", append_message)
     router.add_post("/_sim/sessions/{session_id}/end", end_session)
     router.add_delete("/_sim/sessions/{session_id}", remove_session)
+    for move in ("transfer", "conference", "consult", "leave", "queue", "pickup"):
+        router.add_post(f"/_sim/sessions/{{session_id}}/{move}", move_session)
+    router.add_get("/_sim/views", get_views)
     router.add_post("/_sim/faults", set_faults)
     router.add_get("/_sim/bayeux", get_bayeux)
     router.add_post("/_sim/bayeux/expire", expire_bayeux)
@@ -158,13 +174,75 @@ async def end_session(request: web.Request) -> web.Response:
 
 
 async def remove_session(request: web.Request) -> web.Response:
-    """Make a session disappear: it leaves the list and reads answer statusCode 6."""
+    """Make a session disappear: it leaves every list and reads answer statusCode 6."""
     world = request.app[SIMULATOR_KEY].world
     session_id = request.match_info["session_id"]
     if session_id not in world.sessions:
         return _error(f"unknown session {session_id}", status=404)
     world.remove_session(session_id)
     return json_response(orjson.dumps({"removed": session_id}))
+
+
+async def move_session(request: web.Request) -> web.Response:
+    """Transfer, conference, consult, leave, queue or pick up a session (the path's last part)."""
+    world = request.app[SIMULATOR_KEY].world
+    session_id = request.match_info["session_id"]
+    session = world.sessions.get(session_id)
+    if session is None:
+        return _error(f"unknown session {session_id}", status=404)
+    move = request.path.rsplit("/", 1)[-1]
+    try:
+        payload = await _payload(request)
+        if move == "transfer":
+            handoffs.transfer(world, session, _handling_view(session), _account(payload, "to"))
+        elif move in ("conference", "consult"):
+            handoffs.add_agent(world, session, _account(payload, "to"), move)
+        elif move == "leave":
+            account = _account(payload, "account")
+            view = session.views.get(account)
+            if view is None or view.state != "Chatting":
+                raise ValueError(f"{account} is not chatting in session {session_id}")
+            handoffs.leave(world, session, view)
+        elif move == "queue":
+            _handling_view(session)
+            handoffs.queue(world, session)
+        else:
+            handoffs.pick_up(world, session, _account(payload, "to"))
+    except ValueError as exc:
+        return _error(str(exc))
+    world.flush()
+    return json_response(orjson.dumps(_views_entry(session)))
+
+
+def _account(payload: dict[str, Any], key: str) -> str:
+    value = payload.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must name an account")
+    return value
+
+
+def _handling_view(session: Session) -> View:
+    """The handling account's view, which must still take part."""
+    view = session.views.get(session.account)
+    if view is None or not view.is_open():
+        raise ValueError(f"session {session.id} has no agent handling it")
+    return view
+
+
+def _views_entry(session: Session) -> dict[str, Any]:
+    return {
+        "session_id": session.id,
+        "accounts": list(session.viewers),
+        "ended": session.ended,
+        "queued": session.queued,
+    }
+
+
+async def get_views(request: web.Request) -> web.Response:
+    """Every session ever created, with the accounts that had a view of it."""
+    interactions = request.app[SIMULATOR_KEY].world.interactions.values()
+    sessions = [_views_entry(session) for session in interactions]
+    return json_response(orjson.dumps({"sessions": sessions}))
 
 
 async def set_faults(request: web.Request) -> web.Response:

@@ -27,9 +27,10 @@ from multidict import CIMultiDict
 from gws_simulator.faults import INJECTOR_KEY, FaultInjector, fault_middleware
 from gws_simulator.hostile import WAF_PAGE, OddResponse, render_listed, session_list_poison
 from gws_simulator.operations import Outcome, perform
+from gws_simulator.sessions import Session, View
 from gws_simulator.stats import STATS_KEY, Stats, stats_middleware
 from gws_simulator.wire import JSON_CONTENT_TYPE, envelope, status_body
-from gws_simulator.world import Account, Session, World
+from gws_simulator.world import Account, World
 
 VERSION = "8.5.200.50"
 _SESSIONS = "{collection:smss?essions}"
@@ -187,65 +188,70 @@ async def get_me(request: web.Request) -> web.Response:
 
 async def post_me(request: web.Request) -> web.Response:
     """`POST /api/v2/me`: StartContactCenterSession / EndContactCenterSession."""
-    payload = await _read_payload(request)
+    payload = await read_payload(request)
     if isinstance(payload, Outcome):
-        return _outcome_response(payload)
+        return outcome_response(payload)
     name = payload.get("operationName")
     if not isinstance(name, str) or not name:
-        return _outcome_response(Outcome(1, "Missing parameter: operationName"))
+        return outcome_response(Outcome(1, "Missing parameter: operationName"))
     if name == "StartContactCenterSession":
         channels = payload.get("channels", [])
         if not isinstance(channels, list):
-            return _outcome_response(Outcome(10, "Invalid parameter: channels must be a list"))
-        return _outcome_response(Outcome(0))
+            return outcome_response(Outcome(10, "Invalid parameter: channels must be a list"))
+        return outcome_response(Outcome(0))
     if name == "EndContactCenterSession":
         http_session = _caller.get()[1]
         request.app[HTTP_SESSIONS_KEY].invalidate(http_session.id)
-        response = _outcome_response(Outcome(0))
+        response = outcome_response(Outcome(0))
         response.del_cookie("JSESSIONID", path="/")
         return response
-    return _outcome_response(Outcome(2, f"Operation {name} is not valid"))
+    return outcome_response(Outcome(2, f"Operation {name} is not valid"))
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    """`GET /api/v2/me/smssessions[?fields=...]`: the agent's sessions, or their URIs."""
+    """`GET /api/v2/me/smssessions[?fields=...]`: the agent's sessions, or their URIs.
+
+    Each session shows as the caller's view of it: that view's state and capabilities.
+    """
     world = request.app[WORLD_KEY]
     account = _caller.get()[0]
     now = asyncio.get_running_loop().time()
-    sessions = list(world.listed_sessions(account.username, now))
+    listed = list(world.listed_sessions(account.username, now))
     injector = request.app[INJECTOR_KEY]
-    if sessions and injector.chance(injector.rates.vanish):
+    if listed and injector.chance(injector.rates.vanish):
         request.app[STATS_KEY].faults["vanish"] += 1
-        hidden = sessions.pop(injector.pick(len(sessions)))
+        _, hidden = listed.pop(injector.pick(len(listed)))
         hidden.hidden_until = now + injector.rates.vanish_s
     fields = request.query.get("fields")
     if fields is None:
-        uris = [f"{world.base_url}/api/v2/smssessions/{s.id}" for s in sessions]
+        uris = [f"{world.base_url}/api/v2/smssessions/{s.id}" for s, _ in listed]
         return json_response(orjson.dumps({"statusCode": 0, "uris": uris}))
     if fields.strip() == "*":
         if world.poisoner is None:
-            return json_response(envelope("smssessions", [world.session_json(s) for s in sessions]))
+            items = [world.session_json(session, view) for session, view in listed]
+            return json_response(envelope("smssessions", items))
         items = []
-        for session in sessions:
-            listed = world.poisoner.listed()
-            if listed is None:
-                items.append(world.session_json(session))
+        for session, view in listed:
+            poison = world.poisoner.listed()
+            if poison is None:
+                items.append(world.session_json(session, view))
             else:
-                request.app[STATS_KEY].hostile[f"listed:{listed.name}"] += 1
-                items.append(render_listed(world.session_dict(session), listed))
+                request.app[STATS_KEY].hostile[f"listed:{poison.name}"] += 1
+                items.append(render_listed(world.session_dict(session, view), poison))
         items += session_list_poison(account.username)
         return _maybe_odd(request, "smssessions", items)
     wanted = [name.strip() for name in fields.split(",") if name.strip()]
     items = []
-    for session in sessions:
-        full = world.session_dict(session)
+    for session, view in listed:
+        full = world.session_dict(session, view)
         items.append(orjson.dumps({name: full[name] for name in wanted if name in full}))
     return json_response(envelope("smssessions", items))
 
 
-def _find_session(request: web.Request) -> Session | None:
+def _find_session(request: web.Request) -> tuple[Session, View] | None:
+    """The requested session and the caller's view of it, while the caller may read it."""
     world = request.app[WORLD_KEY]
-    return world.session_for(_caller.get()[0].username, request.match_info["session_id"])
+    return world.find(_caller.get()[0].username, request.match_info["session_id"])
 
 
 def _not_found(request: web.Request) -> web.Response:
@@ -256,13 +262,14 @@ def _not_found(request: web.Request) -> web.Response:
 async def get_session(request: web.Request) -> web.Response:
     """`GET /api/v2/me/smssessions/{id}`: one session (`smsession` key half the time in quirks)."""
     world = request.app[WORLD_KEY]
-    session = _find_session(request)
-    if session is None:
+    found = _find_session(request)
+    if found is None:
         return _not_found(request)
     key = b"smssession"
     if world.quirks and request.app[INJECTOR_KEY].chance(0.5):
         key = b"smsession"
-    return json_response(b'{"statusCode":0,"' + key + b'":' + world.session_json(session) + b"}")
+    body = world.session_json(*found)
+    return json_response(b'{"statusCode":0,"' + key + b'":' + body + b"}")
 
 
 def _index_param(request: web.Request, name: str, default: int) -> int | None:
@@ -278,9 +285,10 @@ def _index_param(request: web.Request, name: str, default: int) -> int | None:
 
 async def get_messages(request: web.Request) -> web.Response:
     """`GET .../{id}/messages?startIndex=&count=`: a contiguous slice of the transcript."""
-    session = _find_session(request)
-    if session is None:
+    found = _find_session(request)
+    if found is None:
         return _not_found(request)
+    session = found[0]
     start = _index_param(request, "startIndex", 1)
     count = _index_param(request, "count", 0)
     if start is None or count is None:
@@ -330,19 +338,20 @@ def odd_response(odd: OddResponse, key: str, items: list[bytes]) -> web.Response
 
 async def post_session(request: web.Request) -> web.Response:
     """`POST /api/v2/me/smssessions/{id}`: an agent operation."""
-    session = _find_session(request)
-    if session is None:
+    found = _find_session(request)
+    if found is None:
         return _not_found(request)
-    payload = await _read_payload(request)
+    payload = await read_payload(request)
     if isinstance(payload, Outcome):
-        return _outcome_response(payload)
+        return outcome_response(payload)
     world = request.app[WORLD_KEY]
-    outcome = perform(world, session, payload)
+    outcome = perform(world, *found, payload)
     world.flush()
-    return _outcome_response(outcome)
+    return outcome_response(outcome)
 
 
-async def _read_payload(request: web.Request) -> dict[str, Any] | Outcome:
+async def read_payload(request: web.Request) -> dict[str, Any] | Outcome:
+    """The request's JSON object body, or the statusCode 10 outcome refusing it."""
     try:
         payload = orjson.loads(await request.read() or b"{}")
     except orjson.JSONDecodeError:
@@ -352,5 +361,6 @@ async def _read_payload(request: web.Request) -> dict[str, Any] | Outcome:
     return payload
 
 
-def _outcome_response(outcome: Outcome) -> web.Response:
+def outcome_response(outcome: Outcome) -> web.Response:
+    """The HTTP response carrying an operation's outcome."""
     return json_response(outcome.body(), status=outcome.http_status)

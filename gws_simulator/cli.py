@@ -20,9 +20,19 @@ Options:
     --linger SECONDS         how long Completed sessions stay listed (10)
     --backlog SESSIONS:MESSAGES  sessions there from the start with all their messages, held
                              open and silent (e.g. 1000:200 for an ingest benchmark)
+    --transfer-share SHARE   share of sessions transferred to another agent midway (0)
+    --conference-share SHARE share of sessions where another agent joins for a while (0)
+    --consult-share SHARE    share of sessions with an agents-only consultation (0)
+    --queue-share SHARE      share of sessions sent to a queue and picked up again (0)
+    --queue-wait SECONDS     how long a queued session waits for its pick-up (3)
+    --revoked SECONDS        how long a transferred or queued session shows Revoked in the old
+                             agent's list before it answers 404 (2)
+    --gone-after-leave       a session answers 404 to an agent the moment it leaves that
+                             agent's list: no Revoked phase, no linger
     --faults SPEC            fault rates as `name=value,...` using `FaultRates` field names,
                              e.g. `http_503=0.05,reset=0.01,latency=0.1,latency_s=0.5` or
-                             `drop_notification=0.1,duplicate_notification=0.1`
+                             `drop_notification=0.1,duplicate_notification=0.1` or
+                             `ucs_late=0.2,ucs_late_s=1,ucs_missing=0.1,ucs_error=0.1`
     --bayeux-timeout SECONDS how long the CometD endpoint holds a /meta/connect (30)
     --bayeux-max-interval SECONDS  how long a CometD client may go without a connect
                              before it is dropped (10)
@@ -101,6 +111,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="seconds a CometD client may go without a connect (10)",
     )
+    parser.add_argument(
+        "--revoked", type=float, default=2.0, help="seconds a transferred session shows Revoked"
+    )
+    parser.add_argument(
+        "--gone-after-leave",
+        action="store_true",
+        help="answer 404 the moment a session leaves an agent's list (no Revoked, no linger)",
+    )
     scenario = parser.add_argument_group("scenario")
     scenario.add_argument("--sessions", type=int, help="total sessions (default: endless)")
     scenario.add_argument("--no-scenario", action="store_true", help="start an empty world")
@@ -120,6 +138,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=(0, 0),
         metavar="SESSIONS:MESSAGES",
         help="sessions present from the start with all their messages (0:0)",
+    )
+    for name, what in (
+        ("transfer", "transferred to another agent"),
+        ("conference", "joined by another agent for a while"),
+        ("consult", "with an agents-only consultation"),
+        ("queue", "sent to a queue and picked up"),
+    ):
+        scenario.add_argument(
+            f"--{name}-share", type=_share, default=0.0, help=f"share of sessions {what} (0)"
+        )
+    scenario.add_argument(
+        "--queue-wait", type=float, default=3.0, help="seconds a queued session waits (3)"
     )
     parser.add_argument(
         "--faults",
@@ -142,6 +172,11 @@ def options_from(args: argparse.Namespace) -> SimulatorOptions:
             transcript_share=args.transcript_share,
             linger_s=args.linger,
             backlog=args.backlog,
+            transfer_share=args.transfer_share,
+            conference_share=args.conference_share,
+            consult_share=args.consult_share,
+            queue_share=args.queue_share,
+            queue_wait_s=args.queue_wait,
         )
     if args.agents < 1:
         raise ValueError("--agents must be at least 1")
@@ -161,6 +196,8 @@ def options_from(args: argparse.Namespace) -> SimulatorOptions:
         utc_offset_minutes=args.utc_offset,
         bayeux_timeout_s=args.bayeux_timeout,
         bayeux_max_interval_s=args.bayeux_max_interval,
+        revoked_s=args.revoked,
+        gone_after_leave=args.gone_after_leave,
     )
 
 

@@ -17,6 +17,10 @@ or malformed GET bodies are corrupted copies of the real answer.
 The CometD endpoint `/api/v2/notifications` is an `/api/v2` route like the others, so the
 request faults hit it too. On top, each notification bound for a subscribed client is lost
 (`drop_notification`) or delivered twice (`duplicate_notification`) at its own rate.
+
+Interaction History (`ucs.py`) answers arrive as notifications; each request's one is
+published late (`ucs_late`, after `ucs_late_s`), never (`ucs_missing`) or as an error
+(`ucs_error`), at most one of the three per request.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ _EXCLUSIVE = (
     "truncate",
     "malformed",
 )
+_UCS = ("ucs_error", "ucs_missing", "ucs_late")
 _PAGES = {
     500: "Server Error",
     502: "Bad Gateway",
@@ -65,7 +70,8 @@ class FaultRates:
 
     The exclusive rates (`http_500` ... `malformed`) must add up to at most 1. `vanish` is
     per session-list request, `short_page` per messages request, `drop_notification` and
-    `duplicate_notification` per notification and subscribed client.
+    `duplicate_notification` per notification and subscribed client, `ucs_late`,
+    `ucs_missing` and `ucs_error` per Interaction History request.
     """
 
     http_500: float = 0.0
@@ -84,10 +90,14 @@ class FaultRates:
     vanish: float = 0.0
     drop_notification: float = 0.0
     duplicate_notification: float = 0.0
+    ucs_late: float = 0.0
+    ucs_missing: float = 0.0
+    ucs_error: float = 0.0
     retry_after_s: int = 1
     hang_s: float = 60.0
     latency_s: float = 0.2
     vanish_s: float = 5.0
+    ucs_late_s: float = 5.0
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -99,6 +109,8 @@ class FaultRates:
                 raise ValueError(f"{spec.name} must be within 0..1")
         if sum(getattr(self, name) for name in _EXCLUSIVE) > 1.0 + 1e-9:
             raise ValueError(f"the exclusive fault rates {_EXCLUSIVE} add up to more than 1")
+        if sum(getattr(self, name) for name in _UCS) > 1.0 + 1e-9:
+            raise ValueError(f"the fault rates {_UCS} add up to more than 1")
 
     def replace(self, changes: dict[str, Any]) -> FaultRates:
         """A copy with `changes` (field name -> number) applied; unknown names raise."""
@@ -136,8 +148,17 @@ class FaultInjector:
 
     def draw(self) -> str | None:
         """The exclusive fault for one request, or None."""
+        return self._draw_among(_EXCLUSIVE)
+
+    def draw_ucs(self) -> str | None:
+        """The fault of one Interaction History answer (`ucs_late` ...), or None."""
+        if not any(getattr(self.rates, name) for name in _UCS):
+            return None
+        return self._draw_among(_UCS)
+
+    def _draw_among(self, names: tuple[str, ...]) -> str | None:
         point = self._rng.random()
-        for name in _EXCLUSIVE:
+        for name in names:
             point -= getattr(self.rates, name)
             if point < 0:
                 return name

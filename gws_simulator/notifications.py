@@ -4,8 +4,11 @@ Shapes from gws-api.md §4.5: `MessageLogUpdated`/`NewMessages` with the new mes
 messages endpoint renders it, `smssessionUri` and `smssessionPath`; and
 `SMSsessionStateChangeMessage` with `notificationType` `StatusChange` (a state change, or a
 new session), `ParticipantsUpdated` (a join or leave) or `PropertiesUpdated` (user data),
-carrying the full `smssession` resource. Only the session's owner hears of it, and nothing is
-rendered while none of that account's clients is subscribed.
+carrying the full `smssession` resource. Every account with a listed view hears of the
+session's changes and messages, each seeing the resource as its own view shows it; a view's
+own state change (opened, Accepted, Left, Completed, Revoked) goes to its account alone, and
+a Revoked view hears nothing after it. Nothing is rendered for an account none of whose
+clients is subscribed.
 
 In quirks mode about half the notifications spell the keys `smsession`, `smsessionUri` and
 `smsessionPath` (§4.6). A message never carries the docs' `L` suffix on `timestampSeconds`
@@ -16,17 +19,16 @@ from __future__ import annotations
 
 import random
 
-import orjson
-
 from gws_simulator.bayeux import Bayeux
-from gws_simulator.wire import Message
-from gws_simulator.world import Session, World
+from gws_simulator.sessions import Session, View
+from gws_simulator.wire import Message, without_long_suffix
+from gws_simulator.world import World
 
 SMS_CHANNEL = "/v2/me/smssessions"
 
 
 class Notifier:
-    """A `SessionObserver` that publishes each SMS session change to its owner's clients."""
+    """A `SessionObserver` that publishes each SMS session change to its viewers' clients."""
 
     def __init__(self, world: World, bayeux: Bayeux, seed: int) -> None:
         self._world = world
@@ -34,25 +36,27 @@ class Notifier:
         self._quirks = random.Random(f"push-quirks/{seed}") if world.quirks else None
 
     def session_changed(self, session: Session, change: str) -> None:
-        """Publish an `SMSsessionStateChangeMessage` with the session as it is now."""
-        if self._bayeux.listening(session.account, SMS_CHANNEL):
-            self._publish_state(session.account, change, self._world.session_json(session))
+        """Publish an `SMSsessionStateChangeMessage` to each viewer, with its view of it."""
+        for view in self._world.audience(session):
+            if self._bayeux.listening(view.account, SMS_CHANNEL):
+                body = self._world.session_json(session, view)
+                self._publish_state(view.account, change, body)
 
-    def session_left(self, session: Session, account: str) -> None:
-        """Tell the previous owner the session is over for it (Completed, nobody left)."""
-        if self._bayeux.listening(account, SMS_CHANNEL):
-            gone = self._world.session_dict(session)
-            gone.update(state="Completed", capabilities=[], participants=[])
-            self._publish_state(account, "StatusChange", orjson.dumps(gone))
+    def view_changed(self, session: Session, view: View) -> None:
+        """Publish a `StatusChange` with the view as it is now, to its account only."""
+        if self._bayeux.listening(view.account, SMS_CHANNEL):
+            body = self._world.session_json(session, view)
+            self._publish_state(view.account, "StatusChange", body)
 
     def message_added(self, session: Session, message: Message) -> None:
-        """Publish a `MessageLogUpdated` carrying the new message."""
-        if not self._bayeux.listening(session.account, SMS_CHANNEL):
+        """Publish a `MessageLogUpdated` carrying the new message to each viewer."""
+        if not any(self._bayeux.listening(account, SMS_CHANNEL) for account in session.views):
             return
-        body = message.body
-        # `timestampSeconds` is always the last key, so a quirky `L` sits just before the brace.
-        if body.endswith(b"L}"):
-            body = body[:-2] + b"}"
+        accounts = [
+            view.account
+            for view in self._world.audience(session)
+            if self._bayeux.listening(view.account, SMS_CHANNEL)
+        ]
         key = self._spelling()
         uri = f"{self._world.base_url}/api/v2/smssessions/{session.id}".encode()
         data = b"".join(
@@ -66,11 +70,12 @@ class Notifier:
                 b'Path":"/smssessions/',
                 session.id.encode(),
                 b'","messages":[',
-                body,
+                without_long_suffix(message.body),
                 b"]}",
             )
         )
-        self._bayeux.publish(session.account, SMS_CHANNEL, data)
+        for account in accounts:
+            self._bayeux.publish(account, SMS_CHANNEL, data)
 
     def _publish_state(self, account: str, change: str, resource: bytes) -> None:
         data = b"".join(

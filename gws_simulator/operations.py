@@ -1,8 +1,10 @@
 """Agent operations on an SMS session (`POST /api/v2/me/smssessions/{id}`), gws-api.md §1.2-1.3.
 
-Each operation is checked against the session's current capabilities (statusCode 2), then
-its parameters (statusCode 1 when missing, 10 when of the wrong type), and only then changes
-the world, so a refused operation modifies nothing.
+Each operation acts for the caller's view of the session. It is checked against that view's
+capabilities (statusCode 2), then its parameters (statusCode 1 when missing, 10 when of the
+wrong type or naming a target that cannot take the session), and only then changes the
+world, so a refused operation modifies nothing. Transfers, queues, conferences and leaves
+are `handoffs.py`'s moves.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gws_simulator import handoffs
+from gws_simulator.handoffs import HandoffError
+from gws_simulator.sessions import Session, View
 from gws_simulator.wire import status_body
-from gws_simulator.world import Session, World
+from gws_simulator.world import World
 
 # Spellings printed on the operation pages that differ from the capability names.
 ALIASES = {
@@ -53,19 +58,24 @@ class ParameterError(Exception):
         self.status_code = status_code
 
 
-def perform(world: World, session: Session, payload: dict[str, Any]) -> Outcome:
-    """Validate and carry out one operation request on `session`."""
+Operation = Callable[[World, Session, View, dict[str, Any]], Outcome]
+
+
+def perform(world: World, session: Session, view: View, payload: dict[str, Any]) -> Outcome:
+    """Validate and carry out one operation request of `view`'s account on `session`."""
     name = payload.get("operationName")
     if not isinstance(name, str) or not name:
         return Outcome(1, "Missing parameter: operationName")
     canonical = ALIASES.get(name, name)
     operation = _OPERATIONS.get(canonical)
-    if operation is None or canonical not in session.capabilities():
-        return Outcome(2, f"Operation {name} is not valid in state {session.state}")
+    if operation is None or canonical not in session.capabilities(view):
+        return Outcome(2, f"Operation {name} is not valid in state {view.state}")
     try:
-        return operation(world, session, payload)
+        return operation(world, session, view, payload)
     except ParameterError as exc:
         return Outcome(exc.status_code, str(exc))
+    except HandoffError as exc:
+        return Outcome(10, f"Invalid parameter: {exc}")
 
 
 def _string(payload: dict[str, Any], key: str, *, required: bool = True) -> str | None:
@@ -79,68 +89,57 @@ def _string(payload: dict[str, Any], key: str, *, required: bool = True) -> str 
     return value
 
 
-def _send(
-    type: str, key: str | None, visibility: str
-) -> Callable[[World, Session, dict[str, Any]], Outcome]:
-    """An operation that appends one agent message, its words taken from `key`."""
+def _send(type: str, key: str | None, visibility: str) -> Operation:
+    """An operation that appends one agent message, its words taken from `key`.
+
+    A consultant's messages are visible to agents only, whatever the operation.
+    """
     field = {"text": "text", "url": "url", "noticeText": "notice_text"}
 
-    def operation(world: World, session: Session, payload: dict[str, Any]) -> Outcome:
+    def operation(world: World, session: Session, view: View, payload: dict[str, Any]) -> Outcome:
         words = {field[key]: _string(payload, key)} if key else {}
-        world.append_message(session.id, type, visibility=visibility, sender=session.agent, **words)
+        shown = "Agents" if view.role == "consult" else visibility
+        world.append_message(session.id, type, visibility=shown, sender=view.agent, **words)
         return OK
 
     return operation
 
 
-def _accept(world: World, session: Session, payload: dict[str, Any]) -> Outcome:
+def _accept(world: World, session: Session, view: View, payload: dict[str, Any]) -> Outcome:
     nickname = _string(payload, "nickname", required=False)
     if nickname:
-        session.agent.nickname = nickname
-    world.set_state(session, "Chatting")
-    world.append_message(session.id, "ParticipantJoined", sender=session.agent)
+        view.agent.nickname = nickname
+    world.set_view_state(session, view, "Chatting")
+    world.append_message(session.id, "ParticipantJoined", sender=view.agent)
     return OK
 
 
-def _reject(world: World, session: Session, payload: dict[str, Any]) -> Outcome:
-    session.participants.clear()
-    world.set_state(session, "Completed")
+def _reject(world: World, session: Session, view: View, payload: dict[str, Any]) -> Outcome:
+    world.end_session(session.id, transcript=False)
     return OK
 
 
-def _agent_leaves(world: World, session: Session) -> None:
-    if session.agent in session.participants:
-        world.append_message(session.id, "ParticipantLeft", sender=session.agent)
-
-
-def _complete(world: World, session: Session, payload: dict[str, Any]) -> Outcome:
+def _complete(world: World, session: Session, view: View, payload: dict[str, Any]) -> Outcome:
     _string(payload, "queueName", required=False)
-    _agent_leaves(world, session)
+    handoffs.agent_leaves(world, session, view)
     world.end_session(session.id)
     return OK
 
 
-def _leave(world: World, session: Session, payload: dict[str, Any]) -> Outcome:
-    if session.state == "Chatting":
-        conference = session.in_conference()
-        _agent_leaves(world, session)
-        # In a conference the chat goes on for the others; alone, it ends for the customer.
-        world.set_state(session, "Completed" if conference else "LeftChat")
+def _leave(world: World, session: Session, view: View, payload: dict[str, Any]) -> Outcome:
+    handoffs.leave(world, session, view)
     return OK
 
 
-def _leave_and_complete(world: World, session: Session, payload: dict[str, Any]) -> Outcome:
-    _agent_leaves(world, session)
-    world.end_session(session.id)
-    return OK
-
-
-def _in_focus(world: World, session: Session, payload: dict[str, Any]) -> Outcome:
+def _in_focus(world: World, session: Session, view: View, payload: dict[str, Any]) -> Outcome:
     return OK
 
 
 def _target_account(world: World, payload: dict[str, Any], keys: tuple[str, ...]) -> str | None:
-    """The account a `targetUri`/`targetPath` names (by user id or user name), if any."""
+    """The account a `targetUri`/`targetPath` names (by user id or user name), if any.
+
+    `""` when the target names no configured account (an agent outside the simulation).
+    """
     for key in keys:
         target = _string(payload, key, required=False)
         if target:
@@ -152,7 +151,7 @@ def _target_account(world: World, payload: dict[str, Any], keys: tuple[str, ...]
     return None
 
 
-def _transfer(world: World, session: Session, payload: dict[str, Any]) -> Outcome:
+def _transfer(world: World, session: Session, view: View, payload: dict[str, Any]) -> Outcome:
     if payload.get("text") is None and ("messageType" in payload or "treatAs" in payload):
         raise ParameterError(1, "Missing parameter: text")
     target = _target_account(world, payload, ("targetUri", "targetPath"))
@@ -160,29 +159,33 @@ def _transfer(world: World, session: Session, payload: dict[str, Any]) -> Outcom
     if target is None and queue is None:
         raise ParameterError(1, "Missing parameter: targetUri, targetPath or queueName")
     if target is not None:
-        if target in ("", session.account):
+        if not target:
             raise ParameterError(10, "Invalid parameter: transfer target")
-        _agent_leaves(world, session)
-        world.move_session(session, target)
-        world.set_state(session, "Chatting")
-        world.append_message(session.id, "ParticipantJoined", sender=session.agent)
-        return OK
-    # Into a queue: the interaction leaves this agent, and the chat goes on elsewhere.
-    _agent_leaves(world, session)
-    world.set_state(session, "Completed")
+        handoffs.transfer(world, session, view, target)
+    else:
+        handoffs.queue(world, session)
     return OK
 
 
-def _add_agent(visibility: str) -> Callable[[World, Session, dict[str, Any]], Outcome]:
-    """Invite (conference, visible to all) or Consult (visible to agents only)."""
+def _add_agent(role: str) -> Operation:
+    """Invite (conference, visible to all) or Consult (visible to agents only).
 
-    def operation(world: World, session: Session, payload: dict[str, Any]) -> Outcome:
+    A configured account gets a view of its own; any other target joins as an agent no
+    account sees through.
+    """
+
+    def operation(world: World, session: Session, view: View, payload: dict[str, Any]) -> Outcome:
         target = _target_account(world, payload, ("targetUri", "targetPath", "userUri"))
         if target is None:
             raise ParameterError(1, "Missing parameter: targetUri or targetPath")
-        nickname = world.accounts[target].first_name if target else "Queue agent"
-        member = world.new_agent(nickname)
-        world.append_message(session.id, "ParticipantJoined", visibility=visibility, sender=member)
+        if target:
+            handoffs.add_agent(world, session, target, role)
+        else:
+            member = world.new_agent("Queue agent")
+            visibility = handoffs.ROLE_VISIBILITY[role]
+            world.append_message(
+                session.id, "ParticipantJoined", visibility=visibility, sender=member
+            )
         return Outcome(0, reference_id=world.next_reference_id())
 
     return operation
@@ -197,7 +200,9 @@ def _user_data_object(payload: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def _update_user_data(world: World, session: Session, payload: dict[str, Any]) -> Outcome:
+def _update_user_data(
+    world: World, session: Session, view: View, payload: dict[str, Any]
+) -> Outcome:
     # Attach and Update both merge: a JSON object cannot hold the duplicate keys Attach may
     # create on voice calls.
     session.user_data.update(_user_data_object(payload))
@@ -205,7 +210,9 @@ def _update_user_data(world: World, session: Session, payload: dict[str, Any]) -
     return OK
 
 
-def _delete_user_data(world: World, session: Session, payload: dict[str, Any]) -> Outcome:
+def _delete_user_data(
+    world: World, session: Session, view: View, payload: dict[str, Any]
+) -> Outcome:
     keys = payload.get("keys", payload.get("key"))
     if keys is None:
         raise ParameterError(1, "Missing parameter: keys")
@@ -219,7 +226,9 @@ def _delete_user_data(world: World, session: Session, payload: dict[str, Any]) -
     return OK
 
 
-def _set_disposition(world: World, session: Session, payload: dict[str, Any]) -> Outcome:
+def _set_disposition(
+    world: World, session: Session, view: View, payload: dict[str, Any]
+) -> Outcome:
     disposition = _string(payload, "disposition")
     key = _string(payload, "dispositionKey", required=False) or "DispositionCode"
     session.user_data[key] = disposition
@@ -227,7 +236,7 @@ def _set_disposition(world: World, session: Session, payload: dict[str, Any]) ->
     return OK
 
 
-_OPERATIONS: dict[str, Callable[[World, Session, dict[str, Any]], Outcome]] = {
+_OPERATIONS: dict[str, Operation] = {
     "Accept": _accept,
     "Reject": _reject,
     "SendMessage": _send("Text", "text", "All"),
@@ -241,11 +250,11 @@ _OPERATIONS: dict[str, Callable[[World, Session, dict[str, Any]], Outcome]] = {
     "SendCustomNoticeToAgents": _send("CustomNotice", "noticeText", "Agents"),
     "Complete": _complete,
     "Leave": _leave,
-    "LeaveAndComplete": _leave_and_complete,
+    "LeaveAndComplete": _complete,
     "InFocus": _in_focus,
     "Transfer": _transfer,
-    "Invite": _add_agent("All"),
-    "Consult": _add_agent("Agents"),
+    "Invite": _add_agent("conference"),
+    "Consult": _add_agent("consult"),
     "AttachUserData": _update_user_data,
     "UpdateUserData": _update_user_data,
     "DeleteUserData": _delete_user_data,

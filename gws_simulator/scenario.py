@@ -4,6 +4,12 @@ One task drives every session from a heap of due times, so ten thousand concurre
 cost ten thousand heap entries, not ten thousand tasks. Each session draws its content from
 its own `random.Random`, seeded from the run seed and the session's number, so a seed
 reproduces the same sessions, message types, texts and order whatever the timing.
+
+Midway through its script a session may be handed on (`handoffs.py`), at most one move per
+session, drawn from a second per-session `random.Random` so that sessions without one keep
+their content: a transfer (the new agent finishes the script), a queue (picked up after
+`queue_wait_s` by another agent, or the same one when there is only one), a conference or a
+consultation (another agent speaks a few lines, then leaves; the first agent goes on).
 """
 
 from __future__ import annotations
@@ -13,13 +19,16 @@ import dataclasses
 import heapq
 import itertools
 import random
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from gws_simulator import phrases
+from gws_simulator import handoffs, phrases
+from gws_simulator.handoffs import HandoffError
+from gws_simulator.sessions import Session, View
 from gws_simulator.wire import Participant
 from gws_simulator.world import World, make_participant_id, make_session_id
 
@@ -35,6 +44,8 @@ log = structlog.get_logger()
 _TURN_TYPES = frozenset(name for name, _ in DEFAULT_TYPE_WEIGHTS)
 
 Step = dict[str, Any]
+# Yielded by a script midway, with no delay and no draw: where a handoff, if any, happens.
+_HANDOFF: Step = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,15 @@ class Scenario:
         backlog: (sessions, messages): sessions that exist from the start with that many
             messages each already in their logs (a conversation cut short), held open and
             silent for the whole run; (0, 0) for none. For ingest benchmarks.
+        transfer_share: probability that a session is transferred midway to another
+            configured agent, who finishes it.
+        conference_share: probability that another configured agent is invited midway,
+            speaks a few lines to all, then leaves.
+        consult_share: the same as a consultation: the other agent's join, lines and leave
+            are visible to agents only.
+        queue_share: probability that a session is transferred to a queue midway, then
+            picked up by another agent (the same one when there is only one).
+        queue_wait_s: how long a queued session waits for its pick-up.
     """
 
     sessions: int | None = 20
@@ -70,6 +90,11 @@ class Scenario:
     transcript_share: float = 0.9
     linger_s: float = 5.0
     backlog: tuple[int, int] = (0, 0)
+    transfer_share: float = 0.0
+    conference_share: float = 0.0
+    consult_share: float = 0.0
+    queue_share: float = 0.0
+    queue_wait_s: float = 3.0
 
     def __post_init__(self) -> None:
         if self.sessions is not None and self.sessions < 0:
@@ -84,21 +109,47 @@ class Scenario:
         unknown = {name for name, _ in self.type_weights} - _TURN_TYPES
         if unknown or sum(weight for _, weight in self.type_weights) <= 0:
             raise ValueError(f"type_weights need positive weights over {sorted(_TURN_TYPES)}")
-        for share in (self.agents_only_share, self.transcript_share):
+        handoff_shares = self.handoff_shares()
+        for share in (self.agents_only_share, self.transcript_share, *handoff_shares.values()):
             if not 0.0 <= share <= 1.0:
                 raise ValueError("shares must be within 0..1")
+        if sum(handoff_shares.values()) > 1.0 + 1e-9:
+            raise ValueError("transfer, conference, consult and queue shares must sum to <= 1")
+        if self.queue_wait_s < 0:
+            raise ValueError("queue_wait_s must be >= 0")
         if min(self.backlog) < 0:
             raise ValueError("backlog sessions and messages must be >= 0")
+
+    def handoff_shares(self) -> dict[str, float]:
+        """The share of each handoff kind, by name."""
+        return {
+            "transfer": self.transfer_share,
+            "conference": self.conference_share,
+            "consult": self.consult_share,
+            "queue": self.queue_share,
+        }
 
 
 @dataclass(slots=True)
 class _Play:
-    """One scripted session in progress."""
+    """One scripted session in progress.
+
+    `account` is the agent it started with (its slot); `agent` the scripted agent, whose
+    lines the handling agent speaks after a transfer. `handoff` and `other` say which move
+    happens midway and with whom; `guest` holds a conference or consult guest's turns, played
+    before the script goes on; `pickup` the account picking the session up from its queue.
+    """
 
     account: str
     session_id: str
     steps: Iterator[tuple[float, Step]]
     transcript: bool
+    agent: Participant
+    handoff: str | None = None
+    other: str = ""
+    rng: random.Random | None = None
+    guest: deque[tuple[float, Step]] = field(default_factory=deque)
+    pickup: str | None = None
 
 
 class ScenarioDriver:
@@ -153,7 +204,10 @@ class ScenarioDriver:
             account = self._accounts[number % len(self._accounts)]
             rng = random.Random(f"backlog/{self._seed}/{number}")
             session_id, customer, agent = self._open(account, rng, number, marker="c")
-            for _, message in itertools.islice(_script(rng, script, customer, agent), messages):
+            steps = (
+                step for step in _script(rng, script, customer, agent) if step[1] is not _HANDOFF
+            )
+            for _, message in itertools.islice(steps, messages):
                 self._world.append_message(session_id, **message)
         self._world.flush()
 
@@ -189,7 +243,25 @@ class ScenarioDriver:
         session_id, customer, agent = self._open(account, rng, number)
         transcript = rng.random() < self._scenario.transcript_share
         steps = _script(rng, self._scenario, customer, agent)
-        self._advance(_Play(account, session_id, steps, transcript), now)
+        play = _Play(account, session_id, steps, transcript, agent)
+        self._plan_handoff(play, number)
+        self._advance(play, now)
+
+    def _plan_handoff(self, play: _Play, number: int) -> None:
+        """Draw session `number`'s move, if any, and the account it involves."""
+        shares = self._scenario.handoff_shares()
+        if not any(shares.values()):
+            return
+        rng = random.Random(f"handoff/{self._seed}/{number}")
+        point = rng.random()
+        others = [account for account in self._accounts if account != play.account]
+        for kind, share in shares.items():
+            point -= share
+            if point < 0:
+                if kind == "queue" or others:
+                    play.handoff, play.rng = kind, rng
+                    play.other = rng.choice(others) if others else play.account
+                return
 
     def _open(
         self, account: str, rng: random.Random, number: int, marker: str = "a"
@@ -204,21 +276,54 @@ class ScenarioDriver:
 
     def _advance(self, play: _Play, now: float) -> None:
         session = self._world.sessions.get(play.session_id)
+        if session is not None and play.pickup is not None:
+            if session.queued:
+                handoffs.pick_up(self._world, session, play.pickup)
+            play.pickup = None
         if session is None or session.state != "Chatting":
             # An operation (Complete, Leave, Transfer to a queue) or the admin API ended it.
             if session is not None:
                 self._push(now + self._scenario.linger_s, play.session_id)
             self._finish(play, now)
             return
-        step = next(play.steps, None)
+        step = play.guest.popleft() if play.guest else next(play.steps, None)
         if step is None:
             self._world.end_session(play.session_id, transcript=play.transcript)
             self._push(now + self._scenario.linger_s, play.session_id)
             self._finish(play, now)
             return
         delay, message = step
-        self._world.append_message(play.session_id, **message)
+        if message is _HANDOFF:
+            delay = self._hand_off(play, session)
+        elif "leave" in message:
+            guest = session.views.get(message["leave"])
+            if guest is not None:
+                handoffs.leave(self._world, session, guest)
+        else:
+            if message.get("sender") is play.agent and session.agent is not play.agent:
+                message = {**message, "sender": "Agent"}
+            self._world.append_message(play.session_id, **message)
         self._push(now + delay, play)
+
+    def _hand_off(self, play: _Play, session: Session) -> float:
+        """Make the planned move; the delay before the next step."""
+        if play.handoff is None or play.rng is None:
+            return 0.0
+        world, rng, scenario = self._world, play.rng, self._scenario
+        try:
+            if play.handoff == "transfer":
+                handoffs.transfer(world, session, session.views[session.account], play.other)
+            elif play.handoff == "queue":
+                handoffs.queue(world, session)
+                play.pickup = play.other
+                return scenario.queue_wait_s
+            else:
+                guest = handoffs.add_agent(world, session, play.other, play.handoff)
+                play.guest.extend(_guest_turns(rng, scenario, guest))
+        except HandoffError:
+            # The admin API or an agent brought the other account in already.
+            log.info("handoff_skipped", session_id=session.id, handoff=play.handoff)
+        return scenario.interval_s * rng.uniform(0.5, 1.5)
 
     def _finish(self, play: _Play, now: float) -> None:
         self._ended += 1
@@ -242,7 +347,11 @@ def _script(
     yield gap(), {"type": "ParticipantJoined", "sender": customer}
     yield gap(), {"type": "ParticipantJoined", "sender": agent}
     produced = 0
+    midway = False
     while produced < target:
+        if not midway and produced >= target // 2:
+            midway = True
+            yield 0.0, _HANDOFF
         kind = rng.choices(kinds, weights)[0]
         if kind != "ParticipantLeft" and rng.random() < scenario.agents_only_share:
             if consultant is None:
@@ -262,10 +371,24 @@ def _script(
             for step in _turn(rng, kind, customer, agent, "All"):
                 yield gap(), step
                 produced += 1
+    if not midway:
+        yield 0.0, _HANDOFF
     if consultant is not None:
         yield gap(), {"type": "ParticipantLeft", "sender": consultant, "visibility": "Agents"}
     yield gap(), {"type": "ParticipantLeft", "sender": customer}
     yield gap(), {"type": "ParticipantLeft", "sender": agent}
+
+
+def _guest_turns(
+    rng: random.Random, scenario: Scenario, guest: View
+) -> Iterator[tuple[float, Step]]:
+    """A conference or consult guest's few lines (agents-only for a consultant), then its leave."""
+    visibility = handoffs.ROLE_VISIBILITY[guest.role]
+    for _ in range(rng.randint(2, 4)):
+        line = phrases.line(rng, "Agent", agents_only=visibility == "Agents")
+        step = {"type": "Text", "text": line, "sender": guest.agent, "visibility": visibility}
+        yield scenario.interval_s * rng.uniform(0.5, 1.5), step
+    yield scenario.interval_s * rng.uniform(0.5, 1.5), {"leave": guest.account}
 
 
 def _turn(

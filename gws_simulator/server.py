@@ -19,6 +19,7 @@ from gws_simulator.hostile import Hostility
 from gws_simulator.notifications import Notifier
 from gws_simulator.scenario import Scenario, ScenarioDriver
 from gws_simulator.stats import Stats
+from gws_simulator.ucs import InteractionHistory, add_ucs_routes
 from gws_simulator.world import World
 
 
@@ -46,6 +47,11 @@ class SimulatorOptions:
             `timeout`).
         bayeux_max_interval_s: how long a CometD client may go without a connect after a
             reply before it is dropped (CometD's `maxInterval`).
+        revoked_s: how long a transferred or queued session stays in the old agent's list,
+            shown `Revoked` and still readable, before it answers 404.
+        gone_after_leave: a session answers 404 to an account the moment it leaves that
+            account's list: no Revoked phase, and a Completed view vanishes at once (no
+            linger) for that account.
     """
 
     host: str = "127.0.0.1"
@@ -61,6 +67,12 @@ class SimulatorOptions:
     utc_offset_minutes: int | None = None
     bayeux_timeout_s: float = 30.0
     bayeux_max_interval_s: float = 10.0
+    revoked_s: float = 2.0
+    gone_after_leave: bool = False
+
+    def __post_init__(self) -> None:
+        if self.revoked_s < 0:
+            raise ValueError("revoked_s must be >= 0")
 
 
 class Simulator:
@@ -82,6 +94,8 @@ class Simulator:
             hostile=options.hostile,
             utc_offset_minutes=options.utc_offset_minutes,
             truth_path=options.truth_path,
+            revoked_s=options.revoked_s,
+            gone_after_leave=options.gone_after_leave,
         )
         self.faults = FaultInjector(options.faults, options.seed)
         self._stats = Stats()
@@ -92,6 +106,7 @@ class Simulator:
             injector=self.faults,
         )
         self.world.observer = Notifier(self.world, self.bayeux, options.seed)
+        self._history = InteractionHistory(self.world, self.bayeux, self.faults, self._stats)
         self._driver = (
             ScenarioDriver(self.world, options.scenario, options.seed)
             if options.scenario is not None
@@ -121,6 +136,7 @@ class Simulator:
         self._state = "running"
         app = build_app(self.world, self.faults, self._stats, csrf=self.options.csrf)
         add_bayeux_routes(app, self.bayeux)
+        add_ucs_routes(app, self._history)
         add_admin_routes(app, self)
         # Bind first so the URIs the world renders already carry the real port.
         sock = socket.create_server((self.options.host, self.options.port), reuse_port=False)
@@ -172,12 +188,12 @@ class Simulator:
     def truth(self) -> list[dict[str, Any]]:
         """Every message ever created, in creation order, in the truth-file shape.
 
-        Keys: `session_id`, `account` (owner when created), `index` (-1 for
-        TranscriptSaveDone), `type` (canonical, `TypingStopped` even when quirks mode served
-        `TypingStopping`), `text` (the words: `text`, else `noticeText`, else the PushUrl
-        `url`; None when there are none), `visibility`, `created_at` (UTC, ms, `Z`). In
-        hostile mode a message served as poison adds `poison`, `expect`, `slot` and, for a
-        conflict, `claims` (see `hostile.py`).
+        Keys: `session_id`, `account` (the account handling the session when created),
+        `index` (-1 for TranscriptSaveDone), `type` (canonical, `TypingStopped` even when
+        quirks mode served `TypingStopping`), `text` (the words: `text`, else `noticeText`,
+        else the PushUrl `url`; None when there are none), `visibility`, `created_at` (UTC,
+        ms, `Z`). In hostile mode a message served as poison adds `poison`, `expect`, `slot`
+        and, for a conflict, `claims` (see `hostile.py`).
         """
         return self.world.truth()
 

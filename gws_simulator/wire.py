@@ -161,6 +161,15 @@ def render_message(
     return body
 
 
+def without_long_suffix(body: bytes) -> bytes:
+    """A message body fit for a notification: a quirky `L` after `timestampSeconds` removed.
+
+    `timestampSeconds` is always the last key, so the `L` sits just before the closing brace;
+    inside a Bayeux response it would make the whole response unparseable, not one message.
+    """
+    return body[:-2] + b"}" if body.endswith(b"L}") else body
+
+
 def compact(body: bytes) -> bytes:
     """An exact-size copy: orjson's output keeps a 4 KiB buffer, too much to keep per message."""
     return memoryview(body).tobytes()

@@ -1,9 +1,11 @@
-"""The simulator's in-memory world: accounts, SMS sessions, their transcripts and the truth log.
+"""The simulator's in-memory world: accounts, SMS sessions, their views and the truth log.
 
 Everything here is synchronous and runs on the event loop; HTTP handlers, the scenario driver
-and the admin API all change the world through these methods only. The truth log records
-every message created, in creation order, independent of what any client was served. An
-optional `SessionObserver` hears of every change as it happens (the GWS notifications).
+and the admin API all change the world through these methods only (`handoffs.py` composes
+them into transfers, queues and conferences). The truth log records every message created, in
+creation order, independent of what any client was served. An optional `SessionObserver`
+hears of every change as it happens (the GWS notifications). Sessions removed from every list
+stay in `interactions`, the Interaction History.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import random
 import string
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 import orjson
 
 from gws_simulator.hostile import Hostility, Poisoner
+from gws_simulator.sessions import STATES, Session, View
 from gws_simulator.wire import Message, Participant, compact, render_message
 
 PASSWORD = "password"
@@ -38,39 +41,6 @@ MESSAGE_TYPES = frozenset(
     }
 )
 VISIBILITIES = frozenset({"All", "Agents", "Supervisors"})
-STATES = frozenset({"Invited", "Chatting", "LeftChat", "Completed"})
-
-# Capabilities per state, as sampled in gws-api.md §2.4. SendUrl and SendCustomNotice are not in
-# any sampled list but are documented operations, so Chatting allows them; LeftChat keeps the
-# user-data operations because SMSLeave says the agent may still update data and disposition.
-_USER_DATA_OPS = ("SetDisposition", "AttachUserData", "UpdateUserData", "DeleteUserData")
-_CAPABILITIES: dict[str, tuple[str, ...]] = {
-    "Invited": ("Accept", "Reject"),
-    "Chatting": (
-        "Transfer",
-        "Complete",
-        "Leave",
-        "LeaveAndComplete",
-        "Invite",
-        "Consult",
-        "InFocus",
-        *_USER_DATA_OPS,
-        "SendMessage",
-        "SendUrl",
-        "SendStartTypingNotification",
-        "SendStopTypingNotification",
-        "SendCustomNotice",
-    ),
-    "LeftChat": ("Transfer", "Complete", "Leave", "InFocus", *_USER_DATA_OPS),
-    "Completed": (),
-}
-# Added while more than one agent is in the session (conference or consultation, §1.3).
-_CONFERENCE_CAPABILITIES = (
-    "SendToAgents",
-    "SendStartTypingToAgentsNotification",
-    "SendStopTypingToAgentsNotification",
-    "SendCustomNoticeToAgents",
-)
 _FIRST_NAMES = ("Alice", "Bruno", "Chloe", "Dmitri", "Elena", "Farid", "Grace", "Hugo", "Ines")
 _ID_CHARS = string.digits + string.ascii_uppercase
 
@@ -100,50 +70,17 @@ class Account:
         }
 
 
-@dataclass(slots=True)
-class Session:
-    """One SMS session owned by one agent account."""
-
-    id: str
-    account: str
-    state: str
-    agent: Participant
-    customer: Participant
-    participants: list[Participant]
-    user_data: dict[str, Any] = field(default_factory=dict)
-    messages: list[Message] = field(default_factory=list)
-    transcript: Message | None = None
-    system: Participant | None = None
-    hidden_until: float = 0.0
-    body: bytes | None = None
-
-    def capabilities(self) -> tuple[str, ...]:
-        """Operation names allowed in the current state."""
-        allowed = _CAPABILITIES[self.state]
-        if self.state == "Chatting" and self.in_conference():
-            return allowed + _CONFERENCE_CAPABILITIES
-        return allowed
-
-    def in_conference(self) -> bool:
-        """More than one agent present: a conference or a consultation."""
-        return sum(1 for member in self.participants if member.type == "Agent") > 1
-
-    def changed(self) -> None:
-        """Drop the cached wire form after a change of state, participants or data."""
-        self.body = None
-
-
 class SessionObserver(Protocol):
     """Told, synchronously and in order, about every change of an SMS session."""
 
     def session_changed(self, session: Session, change: str) -> None:
-        """`change` is `StatusChange`, `ParticipantsUpdated` or `PropertiesUpdated`."""
+        """`change` (`ParticipantsUpdated` or `PropertiesUpdated`) concerns every viewer."""
+
+    def view_changed(self, session: Session, view: View) -> None:
+        """One account's view changed state (a `StatusChange`), or was opened."""
 
     def message_added(self, session: Session, message: Message) -> None:
         """A message (TranscriptSaveDone included) joined the session's log."""
-
-    def session_left(self, session: Session, account: str) -> None:
-        """The session was handed from `account` to another one."""
 
 
 def make_user_id(username: str) -> str:
@@ -167,7 +104,11 @@ def make_session_id(rng: random.Random, serial: int, marker: str = "a") -> str:
 
 
 class World:
-    """Accounts, sessions and the truth log of one simulator run."""
+    """Accounts, sessions, their views and the truth log of one simulator run.
+
+    `revoked_s` is how long a Revoked view stays listed; with `gone_after_leave` a view
+    vanishes the moment it is revoked or completed. Both go by the `monotonic` clock.
+    """
 
     def __init__(
         self,
@@ -178,7 +119,10 @@ class World:
         hostile: bool | Hostility = False,
         utc_offset_minutes: int | None = None,
         truth_path: Path | None = None,
+        revoked_s: float = 2.0,
+        gone_after_leave: bool = False,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = "http://127.0.0.1"
         self.accounts: dict[str, Account] = {}
@@ -189,11 +133,15 @@ class World:
                 name, PASSWORD, make_user_id(name), first, f"Agent{number}"
             )
         self.sessions: dict[str, Session] = {}
+        self.interactions: dict[str, Session] = {}
         self._by_account: dict[str, dict[str, Session]] = {name: {} for name in self.accounts}
         self._rng = random.Random(f"world/{seed}")
         self._quirks = random.Random(f"quirks/{seed}") if quirks else None
         self.utc_offset_minutes = utc_offset_minutes
+        self.revoked_s = revoked_s
+        self.gone_after_leave = gone_after_leave
         self._clock = clock
+        self._monotonic = monotonic
         self._serial = 0
         self._truth: list[Message] = []
         self._truth_file: IO[bytes] | None = truth_path.open("wb") if truth_path else None
@@ -241,19 +189,23 @@ class World:
         if session_id is None:
             self._serial += 1
             session_id = make_session_id(self._rng, self._serial, marker="b")
-        if session_id in self.sessions:
+        if session_id in self.interactions:
             raise ValueError(f"session {session_id} exists")
         customer = customer or Participant(
             "Customer", f"Customer{self._serial}", make_participant_id(self._rng)
         )
-        agent = agent or Participant("Agent", owner.first_name, make_participant_id(self._rng))
+        agent = agent or self.new_agent(owner.first_name)
         members = [customer] if state == "Invited" else [agent, customer]
         if state == "Completed":
             members = []
-        session = Session(session_id, account, state, agent, customer, members, user_data or {})
+        now_ms = self._now_ms()
+        session = Session(session_id, account, agent, customer, members, user_data or {})
+        session.started_ms = now_ms
+        if state == "Completed":
+            session.ended, session.ended_ms = True, now_ms
         self.sessions[session_id] = session
-        self._by_account[account][session_id] = session
-        self._changed(session, "StatusChange")
+        self.interactions[session_id] = session
+        self.open_view(session, account, state, agent)
         return session_id
 
     def append_message(
@@ -268,7 +220,7 @@ class World:
     ) -> int:
         """Add a message to a session's log and the truth; returns its index.
 
-        `sender` is a role (`Customer`, `Agent` for the owning agent, `External` for the
+        `sender` is a role (`Customer`, `Agent` for the handling agent, `External` for the
         system) or a participant. Joins, rejoins and leaves update `participants`.
         `TranscriptSaveDone` takes index -1 and may be added once.
         """
@@ -291,7 +243,7 @@ class World:
             type,
             member,
             visibility,
-            int(self._clock() * 1000),
+            self._now_ms(),
             text,
             url,
             notice_text,
@@ -316,55 +268,86 @@ class World:
         return index
 
     def end_session(self, session_id: str, *, transcript: bool = True) -> None:
-        """Mark a session Completed (no participants) and, by default, add TranscriptSaveDone."""
+        """End a session for everyone: every open view Completed, no participants left.
+
+        TranscriptSaveDone follows unless `transcript` is false.
+        """
         session = self.sessions[session_id]
-        # Participants first, so the StatusChange notification shows the session as it ends.
+        # Participants first, so the StatusChange notifications show the session as it ends.
         had_participants = bool(session.participants)
         session.participants.clear()
-        if session.state != "Completed":
-            self.set_state(session, "Completed")
-        elif had_participants:
+        session.changed()
+        session.queued = False
+        if not session.ended:
+            session.ended, session.ended_ms = True, self._now_ms()
+        open_views = session.open_views()
+        for view in open_views:
+            self.set_view_state(session, view, "Completed")
+        if not open_views and had_participants:
             self._changed(session, "ParticipantsUpdated")
         if transcript and session.transcript is None:
             self.append_message(session_id, "TranscriptSaveDone", sender="External")
 
     def remove_session(self, session_id: str) -> None:
-        """Forget a session: it leaves the list and later reads answer statusCode 6.
+        """Take a session off every list: later reads answer statusCode 6.
 
-        No notification: GWS documents none for a session leaving the list.
+        It stays in `interactions` (the Interaction History). No notification: GWS documents
+        none for a session leaving the list.
         """
         session = self.sessions.pop(session_id)
-        del self._by_account[session.account][session_id]
+        for account in session.views:
+            self._by_account[account].pop(session_id, None)
+        session.views.clear()
         if self.poisoner is not None:
             self.poisoner.forget(session_id)
 
-    def set_state(self, session: Session, state: str) -> None:
-        """Change a session's state (capabilities follow from it); the same state is no change."""
-        if session.state == state:
+    def open_view(
+        self,
+        session: Session,
+        account: str,
+        state: str = "Chatting",
+        agent: Participant | None = None,
+        role: str = "owner",
+    ) -> View:
+        """Give `account` a (new) view of `session`, replacing any old one; tell the account."""
+        agent = agent or self.new_agent(self.accounts[account].first_name)
+        view = View(account, state, agent, role)
+        session.views.pop(account, None)
+        session.views[account] = view
+        if account not in session.viewers:
+            session.viewers.append(account)
+        listed = self._by_account[account]
+        listed.pop(session.id, None)
+        listed[session.id] = session
+        self._view_changed(session, view)
+        return view
+
+    def set_view_state(self, session: Session, view: View, state: str) -> None:
+        """Change one view's state; a Completed view vanishes at once with `gone_after_leave`."""
+        if view.state == state:
             return
-        session.state = state
-        self._changed(session, "StatusChange")
+        view.state = state
+        if state == "Completed" and self.gone_after_leave:
+            view.gone_at = self._monotonic()
+        self._view_changed(session, view)
+
+    def revoke_view(self, session: Session, view: View) -> None:
+        """Show `view` Revoked for `revoked_s` (no time with `gone_after_leave`), then drop it."""
+        view.state = "Revoked"
+        view.gone_at = self._monotonic() + (0.0 if self.gone_after_leave else self.revoked_s)
+        self._view_changed(session, view)
+
+    def hand_to(self, session: Session, view: View) -> None:
+        """Make `view`'s account the one handling the session (its agent speaks as `Agent`)."""
+        session.account, session.agent = view.account, view.agent
+        session.changed()
 
     def update_properties(self, session: Session) -> None:
         """Record that the caller changed the session's `userData`."""
         self._changed(session, "PropertiesUpdated")
 
-    def move_session(self, session: Session, account: str) -> None:
-        """Hand a session to another account (a transfer to a named agent)."""
-        previous = session.account
-        del self._by_account[previous][session.id]
-        session.account = account
-        self._by_account[account][session.id] = session
-        session.agent = Participant(
-            "Agent", self.accounts[account].first_name, make_participant_id(self._rng)
-        )
-        session.changed()
-        if self.observer is not None:
-            self.observer.session_left(session, previous)
-        self._changed(session, "StatusChange")
-
     def new_agent(self, nickname: str) -> Participant:
-        """A fresh agent participant (an invitee or a consultant)."""
+        """A fresh agent participant (a new owner, an invitee or a consultant)."""
         return Participant("Agent", nickname, make_participant_id(self._rng))
 
     def next_reference_id(self) -> int:
@@ -372,31 +355,49 @@ class World:
         self._serial += 1
         return self._serial
 
-    def session_for(self, account: str, session_id: str) -> Session | None:
-        """The session if it exists and belongs to `account`."""
-        return self._by_account.get(account, {}).get(session_id)
+    def find(self, account: str, session_id: str) -> tuple[Session, View] | None:
+        """The session and `account`'s view of it, while that view is in the account's list."""
+        session = self._by_account.get(account, {}).get(session_id)
+        if session is None:
+            return None
+        view = self._visible_view(session, account, self._monotonic())
+        return None if view is None else (session, view)
 
-    def listed_sessions(self, account: str, now: float) -> Iterator[Session]:
-        """The account's sessions as its list shows them at monotonic time `now`."""
-        for session in self._by_account.get(account, {}).values():
-            if session.hidden_until <= now:
-                yield session
+    def listed_sessions(self, account: str, now: float) -> Iterator[tuple[Session, View]]:
+        """The account's list at monotonic time `now`: each session with the account's view."""
+        for session in list(self._by_account.get(account, {}).values()):
+            view = self._visible_view(session, account, now)
+            if view is not None and view.hidden_until <= now:
+                yield session, view
 
-    def session_json(self, session: Session) -> bytes:
-        """The session's wire form, cached until it changes."""
-        if session.body is None:
-            session.body = compact(orjson.dumps(self.session_dict(session)))
-        return session.body
+    def audience(self, session: Session) -> list[View]:
+        """The views that hear of the session's changes: listed, and not Revoked."""
+        now = self._monotonic()
+        return [
+            view for view in session.views.values() if view.visible(now) and view.state != "Revoked"
+        ]
 
-    def session_dict(self, session: Session) -> dict[str, Any]:
-        """The session resource as a dict (for field selection)."""
+    def session_json(self, session: Session, view: View | None = None) -> bytes:
+        """The session's wire form as `view` (default: the handling account's) shows it."""
+        view = view or session.views.get(session.account)
+        if view is None:
+            return compact(orjson.dumps(self.session_dict(session)))
+        if view.body is None:
+            view.body = compact(orjson.dumps(self.session_dict(session, view)))
+        return view.body
+
+    def session_dict(self, session: Session, view: View | None = None) -> dict[str, Any]:
+        """The session resource as a dict (for field selection), as `view` shows it."""
+        view = view or session.views.get(session.account)
+        state = view.state if view is not None else session.state
+        members = [] if state in ("Completed", "Revoked") else session.participants
         return {
             "id": session.id,
             "uri": f"{self.base_url}/api/v2/smssessions/{session.id}",
             "path": f"/smssessions/{session.id}",
-            "state": session.state,
-            "capabilities": list(session.capabilities()),
-            "participants": [member.to_json() for member in session.participants],
+            "state": state,
+            "capabilities": list(session.capabilities(view)) if view is not None else [],
+            "participants": [member.to_json() for member in members],
             "userData": session.user_data,
         }
 
@@ -408,10 +409,28 @@ class World:
         """Every message ever created, in creation order, as truth records."""
         return [message.truth_record() for message in self._truth]
 
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _visible_view(self, session: Session, account: str, now: float) -> View | None:
+        """`account`'s view if still listed; a view past its time is dropped here."""
+        view = session.views.get(account)
+        if view is not None and view.visible(now):
+            return view
+        if view is not None:
+            del session.views[account]
+        self._by_account[account].pop(session.id, None)
+        return None
+
     def _changed(self, session: Session, change: str) -> None:
         session.changed()
         if self.observer is not None:
             self.observer.session_changed(session, change)
+
+    def _view_changed(self, session: Session, view: View) -> None:
+        view.body = None
+        if self.observer is not None:
+            self.observer.view_changed(session, view)
 
     def _resolve_sender(self, session: Session, sender: str | Participant) -> Participant:
         if isinstance(sender, Participant):

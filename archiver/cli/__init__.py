@@ -17,6 +17,7 @@ from archiver import __version__
 from archiver.cli.exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from archiver.cli.hooks import add_hooks_commands
 from archiver.cli.read import add_read_commands
+from archiver.cli.reconcile import add_reconcile_command
 from archiver.cli.service import add_service_commands
 from archiver.config import load_config
 from archiver.daemon import Daemon
@@ -77,6 +78,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     add_read_commands(commands)
     add_hooks_commands(commands)
     add_service_commands(commands)
+    add_reconcile_command(commands)
     return parser
 
 

@@ -12,7 +12,15 @@ from typing import TextIO
 
 from archiver.config import Account, ArchiveConfig, Config, GwsConfig, PollConfig, Secret
 from archiver.daemon import Daemon
-from archiver.events import Event, MessageEvent, SessionEnded, SessionEvent, SessionUpdated
+from archiver.events import (
+    Event,
+    MessageEvent,
+    SessionEnded,
+    SessionEvent,
+    SessionReconciled,
+    SessionUpdated,
+    ViewEnded,
+)
 from gws_simulator import Scenario, Simulator, SimulatorOptions
 
 DEMO_PASSWORD = "password"
@@ -79,6 +87,10 @@ class LiveView:
                 words = f"{', '.join(event.changed)} changed; {words}"
             elif isinstance(event, SessionEnded):
                 words += f" ({event.reason})"
+            elif isinstance(event, ViewEnded):
+                words += f" ({event.reason}: {event.account} no longer sees it)"
+            elif isinstance(event, SessionReconciled):
+                words = f"checked against Interaction History: {event.status}"
         else:
             who, style, account, words = "", "", "", ""
         line = f"{clock:<12} {event.session_id:<16} {account:<8} {who[:22]:<22} {event.type:<19} "
@@ -102,7 +114,16 @@ async def run_demo(
     out = out or sys.stdout
     path = Path(archive)
     await asyncio.to_thread(remove_archive, path)
-    scenario = Scenario(sessions=None, concurrent_per_agent=2, messages=(8, 20), interval_s=1.5)
+    # Some conversations move as in a contact centre: transferred, conferenced, consulted.
+    scenario = Scenario(
+        sessions=None,
+        concurrent_per_agent=2,
+        messages=(8, 20),
+        interval_s=1.5,
+        transfer_share=0.15,
+        conference_share=0.1,
+        consult_share=0.1,
+    )
     options = SimulatorOptions(
         agents=agents, seed=seed if seed is not None else random.randrange(2**31), scenario=scenario
     )

@@ -311,10 +311,12 @@ async def _stats(args: argparse.Namespace, path: Path) -> int:
         ("messages by type", stats.messages_by_type),
         ("sessions by state", stats.sessions_by_state),
         ("messages by day (UTC)", stats.messages_by_day),
+        ("ended sessions by check against Interaction History", stats.sessions_by_reconciliation),
     ):
         print(f"\n{title}")
         for key, value in counts.items():
             print(f"  {printable(key):<20} {value:>10}")
+    print(f"\nended sessions whose last messages could not be verified: {stats.unverified_tails}")
     return EXIT_OK
 
 

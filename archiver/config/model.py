@@ -67,6 +67,9 @@ class PollConfig:
     max_interval_s: float = 3.0
     sessions_interval_s: float = 2.0
     jitter: float = 0.1
+    # how long a session out of every configured account's list stays open, waiting to come
+    # back (a queue, an unconfigured agent), before it ends unless GWS said it is over sooner
+    away_timeout_s: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,18 @@ class PushConfig:
     network_delay_s: float = 10.0  # added to the server's hold time for the HTTP timeout
     backoff_step_s: float = 1.0  # a failed connect waits this much longer than the last one
     backoff_max_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileConfig:
+    """Checking ended sessions against Interaction History (UCS), the system of record."""
+
+    enabled: bool = True
+    channel: str = "/v2/ucs/interactions"  # the CometD channel UCS results arrive on
+    wait_s: float = 10.0  # how long one request waits for its result notification
+    retry_s: float = 30.0  # a check that could not be made is tried again this much later
+    give_up_s: float = 86400.0  # ... until this long after the session ended: then 'unchecked'
+    sweep_s: float = 300.0  # how often history is asked for sessions no list ever showed
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +246,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
+    reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
     source: str = "<defaults>"
 
 

@@ -21,6 +21,7 @@ from archiver.config.model import (
     LogConfig,
     PollConfig,
     PushConfig,
+    ReconcileConfig,
     Secret,
     ServerConfig,
     redact_url,
@@ -59,6 +60,7 @@ def parse_config(document: Mapping[str, Any], source: str, env: Mapping[str, str
         push=_parse_push(root.sub("push", PushConfig)),
         server=parse_server(root.sub("server", ServerConfig), env),
         hooks=parse_hooks(root.sub("hooks", HooksConfig), env),
+        reconcile=_parse_reconcile(root.sub("reconcile", ReconcileConfig)),
         source=source,
     )
     root.finish()
@@ -140,6 +142,7 @@ def _parse_poll(reader: TableReader) -> PollConfig:
         max_interval_s=reader.positive("max_interval_s", float),
         sessions_interval_s=reader.positive("sessions_interval_s", float),
         jitter=reader.get("jitter", float),
+        away_timeout_s=reader.positive("away_timeout_s", float),
     )
     if config.max_interval_s < config.min_interval_s:
         raise reader.fail("max_interval_s", "must not be less than min_interval_s")
@@ -165,6 +168,22 @@ def _parse_push(reader: TableReader) -> PushConfig:
         network_delay_s=reader.positive("network_delay_s", float),
         backoff_step_s=reader.positive("backoff_step_s", float),
         backoff_max_s=reader.positive("backoff_max_s", float),
+    )
+    reader.finish()
+    return config
+
+
+def _parse_reconcile(reader: TableReader) -> ReconcileConfig:
+    channel = reader.get("channel", str)
+    if not channel.startswith("/"):
+        raise reader.fail("channel", f"must start with /, not {channel!r}")
+    config = ReconcileConfig(
+        enabled=reader.get("enabled", bool),
+        channel=channel,
+        wait_s=reader.positive("wait_s", float),
+        retry_s=reader.positive("retry_s", float),
+        give_up_s=reader.positive("give_up_s", float),
+        sweep_s=reader.positive("sweep_s", float),
     )
     reader.finish()
     return config

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
+import orjson
 import structlog
 
 from archiver.config import Account
@@ -35,9 +36,19 @@ from archiver.gws.wire import KEPT_BODY_BYTES
 from archiver.lifecycle import Resource
 
 # GwsHost is re-exported: callers build the host and the clients on it from here.
-__all__ = ["GwsClient", "GwsHost", "MessagePage", "SessionList", "parse_messages_body", "raw_text"]
+__all__ = [
+    "GwsClient",
+    "GwsHost",
+    "MessagePage",
+    "SessionList",
+    "parse_each",
+    "parse_messages_body",
+    "raw_text",
+]
 
 log = structlog.get_logger()
+
+T = TypeVar("T")
 
 API = "/api/v2"
 
@@ -99,6 +110,15 @@ class GwsClient(Resource):
         """Authenticate: GET /api/v2/me, keeping the JSESSIONID cookie and the CSRF token."""
         await self._request("GET", f"{API}/me")
 
+    async def user_id(self) -> str:
+        """The account's GWS user id (``GET /api/v2/me``), as history look-ups name agents."""
+        body = await self.call("GET", f"{API}/me")
+        user = body.get("user") if isinstance(body, Mapping) else None
+        user_id = user.get("id") if isinstance(user, Mapping) else None
+        if not isinstance(user_id, str | int) or isinstance(user_id, bool):
+            raise ProtocolError("GET /api/v2/me gave no user id", url=f"{self.base_url}{API}/me")
+        return str(user_id)
+
     async def list_sessions(self) -> SessionList:
         """The account's SMS sessions with all fields (``?fields=*``)."""
         body = await self.call("GET", f"{API}/me/smssessions", params={"fields": "*"})
@@ -106,13 +126,7 @@ class GwsClient(Resource):
             objects = session_objects(body)
         except MalformedPayload as exc:
             raise ProtocolError(str(exc), url=f"{self.base_url}{API}/me/smssessions") from exc
-        sessions, rejected = [], []
-        for obj in objects:
-            try:
-                sessions.append(parse_session(obj))
-            except MalformedPayload as exc:
-                rejected.append(Malformed(str(exc), raw_text(obj)))
-        return SessionList(sessions, rejected)
+        return SessionList(*parse_each(parse_session, objects))
 
     async def get_session(self, session_id: str) -> SmsSession:
         """One session; raises NotFoundError when GWS no longer knows it."""
@@ -176,10 +190,22 @@ class GwsClient(Resource):
         raw = first.body[:KEPT_BODY_BYTES]
         return MessagePage([], [Malformed(str(first), _text_or_bytes(raw), index)], 1)
 
-    async def call(self, method: str, path: str, *, params: Mapping[str, str] | None = None) -> Any:
-        """One request with retries (tenacity) and one re-login per burst of auth failures."""
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: object = None,
+    ) -> Any:
+        """One request with retries (tenacity) and one re-login per burst of auth failures.
+
+        ``json``, when given, is sent as the JSON body; every attempt sends it again, so only
+        requests that are safe to repeat (GWS reads, UCS queries) may carry one here.
+        """
+        body = None if json is None else orjson.dumps(json)
         try:
-            return await self._attempt(method, path, params)
+            return await self._attempt(method, path, params, body)
         except GwsError as exc:
             if not retryable(exc):
                 raise
@@ -191,17 +217,19 @@ class GwsClient(Resource):
                 if first_failure is not None:
                     failure, first_failure = first_failure, None
                     raise failure
-                return await self._attempt(method, path, params)
+                return await self._attempt(method, path, params, body)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
-    async def _attempt(self, method: str, path: str, params: Mapping[str, str] | None) -> Any:
+    async def _attempt(
+        self, method: str, path: str, params: Mapping[str, str] | None, body: bytes | None
+    ) -> Any:
         """One request; an authentication failure re-logs in once, then sends it again."""
         generation = self._auth_generation
         try:
-            return await self._request(method, path, params=params)
+            return await self._request(method, path, params=params, body=body)
         except AuthError:
             await self._relogin(generation)
-            return await self._request(method, path, params=params)
+            return await self._request(method, path, params=params, body=body)
 
     async def _relogin(self, failed_generation: int) -> None:
         """Start a new HTTP session (cookies, CSRF token), unless another request just did."""
@@ -215,17 +243,25 @@ class GwsClient(Resource):
             self._auth_generation += 1
 
     async def _request(
-        self, method: str, path: str, *, params: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
     ) -> Any:
         """One HTTP exchange through the transport, then a check of ``statusCode``."""
         # Encoded once here, sent as it is: aiohttp would otherwise re-quote it on every request.
         url = f"{self.base_url}{path}" + (f"?{urlencode(params)}" if params else "")
         headers = self.csrf_headers() if method != "GET" else {}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         answer = await self.transport.send(
             method,
             url,
-            endpoint=endpoint_name(path),
+            endpoint=_endpoint(path),
             headers=headers,
+            data=body,
             on_headers=self._remember_csrf,
         )
         payload = answer.payload
@@ -279,12 +315,30 @@ def parse_messages_body(
     return MessagePage(messages, rejected, received)
 
 
+def parse_each(
+    parse: Callable[[object], T], objects: Iterable[object]
+) -> tuple[list[T], list[Malformed]]:
+    """Every object parsed, or kept raw with the reason ``parse`` gave (MalformedPayload)."""
+    parsed, rejected = [], []
+    for obj in objects:
+        try:
+            parsed.append(parse(obj))
+        except MalformedPayload as exc:
+            rejected.append(Malformed(str(exc), raw_text(obj)))
+    return parsed, rejected
+
+
 def raw_text(obj: object) -> str | bytes:
     """What to keep of an element that could not be parsed: its JSON text, whatever it holds."""
     try:
         return dumps(obj)
     except (RecursionError, TypeError, ValueError) as exc:
         return f"<not serialisable: {type(exc).__name__}>"
+
+
+def _endpoint(path: str) -> str:
+    """The metrics label of ``path``: one label for every interaction's UCS content, not its id."""
+    return "interaction" if "/ucs/interactions/" in path else endpoint_name(path)
 
 
 def _text_or_bytes(raw: bytes) -> str | bytes:

@@ -21,6 +21,12 @@ The owner hears about it through three callbacks: ``on_hint`` per SMS notificati
 ``on_subscribed`` whenever push becomes healthy (after every (re)subscribe, and after a failed
 connect recovers; the owner then polls everything, since notifications may have been missed),
 ``on_down`` whenever it stops being healthy, and once more when push stops for good.
+
+Interaction History (UCS) answers its requests on ``/v2/ucs/*`` channels: those notifications go
+to ``on_history`` (never to hints; it must not raise), and :meth:`PushClient.wait_subscribed`
+tells the requester when results can arrive. The channel list is the owner's
+(``PushConfig.channels``), so one PushClient may serve hints, history results, or both; a
+history-only owner passes no-op hint callbacks.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ __all__ = ["Hint", "PushClient", "PushStats"]
 log = structlog.get_logger()
 
 DISCONNECT_TIMEOUT_S = 1.0
+HISTORY_CHANNELS = "/v2/ucs/"  # the prefix of the Interaction History channels
 ENDPOINT = "notifications"  # the metrics label of push requests in GwsHost.requests
 
 
@@ -75,6 +82,7 @@ class PushStats:
     rehandshakes: Counter[str] = field(default_factory=Counter)  # by cause
     connects: int = 0  # connect requests sent
     hints: int = 0  # SMS notifications turned into hints
+    history: int = 0  # Interaction History notifications handed to on_history
     ignored: int = 0  # other notifications (devices, chats ...)
     failures: int = 0  # failed requests and unsuccessful replies
 
@@ -90,6 +98,7 @@ class PushClient:
         on_hint: Callable[[Hint], None],
         on_subscribed: Callable[[], None],
         on_down: Callable[[str], None],
+        on_history: Callable[[Notification], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
@@ -102,6 +111,7 @@ class PushClient:
         self._on_hint = on_hint
         self._on_subscribed = on_subscribed
         self._on_down = on_down
+        self._on_history = on_history
         self._clock = clock
         self._sleep = sleep
         self._outbox = Outbox()
@@ -112,6 +122,7 @@ class PushClient:
         self._to_subscribe: list[str] = []
         self._refused: set[str] = set()
         self._healthy = False
+        self._came_up = asyncio.Event()  # set, then replaced, each time push becomes healthy
         self._failing = False  # failures since the last successful connect
         self._backoff_s = 0.0
         self._delay_s = 0.0  # wait this long before the next request
@@ -122,6 +133,15 @@ class PushClient:
     def healthy(self) -> bool:
         """Subscribed, and the last connect succeeded."""
         return self._healthy
+
+    def subscribed(self, channel: str) -> bool:
+        """True while healthy with a subscription that covers ``channel`` (a name or pattern)."""
+        return self._healthy and any(_covers(s, channel) for s in self._subscribed)
+
+    async def wait_subscribed(self, channel: str) -> None:
+        """Return once :meth:`subscribed` holds for ``channel``; bound the wait with a timeout."""
+        while not self.subscribed(channel):
+            await self._came_up.wait()
 
     def report(self) -> PushReport:
         """The listener's state now, for health and metrics."""
@@ -147,6 +167,7 @@ class PushClient:
                 self.stats.rehandshakes[cause] += 1
                 log.info("push_rehandshake", cause=cause, account=self.client.account.username)
         finally:
+            self._healthy = False  # nothing arrives any more: history requests must not wait
             await self._disconnect()
 
     async def _handshake(self, *, reestablish: bool) -> bool:
@@ -288,6 +309,8 @@ class PushClient:
                 handshakes=self.stats.handshakes,
                 account=self.client.account.username,
             )
+            self._came_up.set()
+            self._came_up = asyncio.Event()
             self._on_subscribed()
 
     def _failed(self, stage: str, error: str) -> None:
@@ -338,17 +361,28 @@ class PushClient:
         response, received_at = await self._post(batch, hold_s=hold_s)
         for item in response.items:
             if isinstance(item, Notification):
-                try:
-                    hint = hint_for(item, received_at)
-                except Exception:  # a notification of any shape costs that notification only
-                    log.warning("push_event_unreadable", channel=str(item.channel)[:200])
-                    hint = None
-                if hint is None:
-                    self.stats.ignored += 1
-                else:
-                    self.stats.hints += 1
-                    self._on_hint(hint)
+                self._dispatch(item, received_at)
         return response
+
+    def _dispatch(self, notification: Notification, received_at: float) -> None:
+        """Hand a notification to on_history (UCS results) or on_hint (SMS), or count it ignored."""
+        if notification.channel.startswith(HISTORY_CHANNELS):
+            if self._on_history is None:
+                self.stats.ignored += 1
+            else:
+                self.stats.history += 1
+                self._on_history(notification)
+            return
+        try:
+            hint = hint_for(notification, received_at)
+        except Exception:  # a notification of any shape costs that notification only
+            log.warning("push_event_unreadable", channel=str(notification.channel)[:200])
+            hint = None
+        if hint is None:
+            self.stats.ignored += 1
+        else:
+            self.stats.hints += 1
+            self._on_hint(hint)
 
     async def _post(self, batch: list[Request], *, hold_s: float) -> tuple[Response, float]:
         """One exchange through the account's transport; a reply of any shape is read safely."""
@@ -381,6 +415,17 @@ class PushClient:
                 await self._post([message], hold_s=0.0)
         except (GwsError, TimeoutError) as exc:
             log.debug("push_disconnect_failed", error=str(exc))
+
+
+def _covers(subscription: str, channel: str) -> bool:
+    """True if ``subscription`` names ``channel`` or matches it as a ``*``/``**`` pattern."""
+    if subscription == channel:
+        return True
+    parent, _, last = subscription.rpartition("/")
+    if last not in ("*", "**") or not channel.startswith(parent + "/"):
+        return False
+    below = channel[len(parent) + 1 :]
+    return bool(below) and (last == "**" or "/" not in below)
 
 
 def _rehandshake_cause(reply: Reply, reconnect: str, subscription_lost: bool) -> str | None:

@@ -103,8 +103,44 @@ class DaemonCollector:
                 stats.malformed,
             ),
             ("sessions_ended", "Sessions drained and ended.", stats.sessions_ended),
+            ("drains", "Polls a sign of an ending started, ahead of routine ones.", stats.drains),
+            (
+                "sessions_backfilled",
+                "Ended sessions no list ever showed, archived from Interaction History.",
+                stats.backfilled,
+            ),
+            (
+                "sessions_away",
+                "Times a session left every configured account's list without being over.",
+                stats.sessions_away,
+            ),
         ):
             yield CounterMetricFamily(f"{PREFIX}{name}", help_text, value=value)
+        yield _counter_by(
+            "sessions_ended_by_reason",
+            "Sessions ended, by reason: final_state, history_over, out_of_sight, not_found.",
+            "reason",
+            stats.ended_by,
+        )
+        yield _counter_by(
+            "views",
+            "Accounts' views of sessions: started, and ended by revoked, completed, gone.",
+            "change",
+            stats.views,
+        )
+        yield _counter_by(
+            "sessions_reconciled",
+            "Ended sessions checked against Interaction History, by outcome: verified, filled,"
+            " different, unchecked.",
+            "status",
+            stats.reconciled,
+        )
+        yield _counter_by(
+            "history_checks",
+            "Interaction History look-ups at a session's end: over, in_process, unavailable.",
+            "result",
+            stats.history_checks,
+        )
 
     def _push(self) -> Iterator[Metric]:
         labels = ["account"]

@@ -15,8 +15,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -24,29 +23,43 @@ from archiver.errors import StoreError
 from archiver.events import (
     EventRow,
     SessionEnded,
-    SessionEvent,
     SessionStarted,
     SessionUpdated,
-    message_event_row,
-    session_event_row,
 )
 from archiver.gws.models import TRANSCRIPT_SAVE_DONE_INDEX, Malformed, Message, SmsSession
 from archiver.instants import utc_now
 from archiver.store.db import transaction
+from archiver.store.reconciliation import HistoryCheck, reconcile
 from archiver.store.sessions import SessionCache, SessionState
+from archiver.store.statements import (
+    Txn,
+    ViewChange,
+    add_session_event,
+    change_view,
+    insert_fresh,
+    record_conflict,
+)
 
 log = structlog.get_logger()
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """What one read of a session yielded, to be stored in one transaction."""
+    """What one read of a session yielded, to be stored in one transaction.
+
+    ``views`` come first, then messages, then ``history`` (Interaction History's log, compared
+    with the archive), and last the end: ``end_reason`` with ``tail`` (how the end of the log is
+    known, 'drained' or 'unverified').
+    """
 
     account: str
     session: SmsSession
     messages: Sequence[Message] = ()
     malformed: Sequence[Malformed] = ()
     end_reason: str | None = None
+    views: Sequence[ViewChange] = ()
+    history: HistoryCheck | None = None
+    tail: str = "drained"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +160,9 @@ class Ingest:
         results: list[PageResult] = []
         for message in page.messages:
             try:
-                one = replace(page, messages=[message], malformed=())
+                one = replace(
+                    page, messages=[message], malformed=(), views=(), history=None, end_reason=None
+                )
                 result, _ = self._in_savepoint(conn, one)
                 results.append(result)
             except Exception as exc:
@@ -175,18 +190,29 @@ class Ingest:
         stored = self.sessions.load(conn, page.session.id)
         if stored is not None and stored.purged:
             return PageResult([], stored.next_index, 0, 0, purged=True), stored
-        txn = _Txn(conn, utc_now(), self.last_seq)
+        txn = Txn(conn, utc_now(), self.last_seq)
         state = _upsert_session(txn, page, stored)
+        views = page.views
+        if stored is None and not any(change.account == page.account for change in views):
+            views = [ViewChange(page.account, page.session.state), *views]
+        for change in views:
+            change_view(txn, state, change)
         duplicates, conflicts = _insert_messages(txn, page, state)
         malformed_new = _insert_malformed(txn, page, state)
+        if page.history is not None:
+            conflicts += reconcile(txn, state, page.history)
         if page.end_reason is not None and state.ended_at is None:
+            for account in list(state.views):
+                change_view(txn, state, ViewChange(account, state.state, "ended"))
             state.ended_at = txn.now
-            _add_session_event(txn, SessionEnded, state, "ended", reason=page.end_reason)
+            state.tail = page.tail
+            add_session_event(txn, SessionEnded, state, "ended", reason=page.end_reason)
         conn.execute(
-            "UPDATE sessions SET state = ?, participants_json = ?, user_data_json = ?,"
-            " last_seen_at = ?, ended_at = ?, next_index = ?, update_count = ?"
-            " WHERE session_id = ?",
+            "UPDATE sessions SET account = ?, state = ?, participants_json = ?,"
+            " user_data_json = ?, last_seen_at = ?, ended_at = ?, next_index = ?,"
+            " update_count = ?, view_count = ?, tail = ? WHERE session_id = ?",
             (
+                state.account,
                 state.state,
                 state.participants_json,
                 state.user_data_json,
@@ -194,6 +220,8 @@ class Ingest:
                 state.ended_at,
                 state.next_index,
                 state.update_count,
+                state.view_count,
+                state.tail,
                 state.session_id,
             ),
         )
@@ -225,20 +253,7 @@ def record_malformed(conn: sqlite3.Connection, account: str, entries: Sequence[M
     return transaction(conn, insert)
 
 
-@dataclass(slots=True)
-class _Txn:
-    """One page's statements: its connection, its instant, and the event rows gathered."""
-
-    conn: sqlite3.Connection
-    now: str
-    last_seq: int  # the seq of the newest event stored before this page
-    events: list[EventRow] = field(default_factory=list)
-
-    def next_seq(self) -> int:
-        return (self.events[-1].seq if self.events else self.last_seq) + 1
-
-
-def _upsert_session(txn: _Txn, page: Page, stored: SessionState | None) -> SessionState:
+def _upsert_session(txn: Txn, page: Page, stored: SessionState | None) -> SessionState:
     snapshot = page.session
     if stored is None:
         state = SessionState.first_seen(page.account, snapshot)
@@ -255,9 +270,9 @@ def _upsert_session(txn: _Txn, page: Page, stored: SessionState | None) -> Sessi
                 txn.now,
             ),
         )
-        _add_session_event(txn, SessionStarted, state, "started")
+        add_session_event(txn, SessionStarted, state, "started")
         return state
-    state = replace(stored)
+    state = stored.copy()
     changed = [
         name
         for name, before, after in (
@@ -273,11 +288,11 @@ def _upsert_session(txn: _Txn, page: Page, stored: SessionState | None) -> Sessi
         state.user_data_json = snapshot.user_data_json
         state.update_count += 1
         kind = f"updated_{state.update_count}"
-        _add_session_event(txn, SessionUpdated, state, kind, changed=changed)
+        add_session_event(txn, SessionUpdated, state, kind, changed=changed)
     return state
 
 
-def _insert_messages(txn: _Txn, page: Page, state: SessionState) -> tuple[int, int]:
+def _insert_messages(txn: Txn, page: Page, state: SessionState) -> tuple[int, int]:
     """Insert what is new; count re-reads; record differing re-reads as conflicts."""
     first: dict[int, Message] = {}
     repeats: list[Message] = []  # the same index again within this page
@@ -299,59 +314,19 @@ def _insert_messages(txn: _Txn, page: Page, state: SessionState) -> tuple[int, i
             duplicates += 1
         else:
             conflicts += 1
-            _record_conflict(txn, state, message)
+            record_conflict(txn, state, message)
     for message in repeats:
         if first[message.index].same_content(message):
             duplicates += 1
         else:
             conflicts += 1
-            _record_conflict(txn, state, message)
+            record_conflict(txn, state, message)
     if fresh:
-        _insert_fresh(txn, state, fresh)
+        insert_fresh(txn, state, fresh)
     return duplicates, conflicts
 
 
-def _insert_fresh(txn: _Txn, state: SessionState, fresh: list[Message]) -> None:
-    """Insert messages not stored before, their search rows and events; move the cursor."""
-    conn = txn.conn
-    (last_rowid,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM messages").fetchone()
-    conn.executemany(
-        "INSERT INTO messages (session_id, message_index, type, text, url, from_type,"
-        " from_nickname, from_participant_id, visibility, sent_at, raw_json, archived_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        [
-            (
-                state.session_id,
-                m.index,
-                m.type,
-                m.text,
-                m.url,
-                m.from_type,
-                m.from_nickname,
-                m.from_participant_id,
-                m.visibility,
-                m.sent_at,
-                m.raw_json,
-                txn.now,
-            )
-            for m in fresh
-        ],
-    )
-    conn.execute(
-        "INSERT INTO messages_fts (rowid, text) SELECT rowid, text FROM messages WHERE rowid > ?",
-        (last_rowid,),
-    )
-    for message in fresh:
-        txn.events.append(
-            message_event_row(txn.next_seq(), state.session_id, state.account, message, txn.now)
-        )
-        if message.index == TRANSCRIPT_SAVE_DONE_INDEX:
-            state.has_transcript_saved = True
-        else:
-            state.next_index = max(state.next_index, message.index + 1)
-
-
-def _insert_malformed(txn: _Txn, page: Page, state: SessionState) -> int:
+def _insert_malformed(txn: Txn, page: Page, state: SessionState) -> int:
     """Record each malformed entry once; one pinned to an index moves the cursor past it."""
     new = 0
     for entry in page.malformed:
@@ -378,24 +353,6 @@ def _insert_malformed(txn: _Txn, page: Page, state: SessionState) -> int:
         if entry.index is not None and entry.index >= state.next_index:
             state.next_index = entry.index + 1
     return new
-
-
-def _record_conflict(txn: _Txn, state: SessionState, message: Message) -> None:
-    txn.conn.execute(
-        "INSERT INTO conflicts (session_id, message_index, raw_json, detected_at)"
-        " VALUES (?, ?, ?, ?)",
-        (state.session_id, message.index, message.raw_json, txn.now),
-    )
-    log.warning("message_conflict", session_id=state.session_id, message_index=message.index)
-
-
-def _add_session_event(
-    txn: _Txn, cls: type[SessionEvent], state: SessionState, kind: str, **extra: Any
-) -> None:
-    row = session_event_row(
-        cls, txn.next_seq(), kind, txn.now, state.account, state.snapshot(), **extra
-    )
-    txn.events.append(row)
 
 
 def _maybe_stored(state: SessionState, index: int) -> bool:

@@ -19,8 +19,8 @@ import orjson
 from archiver.errors import StoreError
 from archiver.instants import format_instant
 
-# The schema version the read side needs (search and legal hold arrive in 002).
-READ_SCHEMA_VERSION = 2
+# The schema version the read side needs (views and reconciliation arrive in 006).
+READ_SCHEMA_VERSION = 6
 # Typing previews repeat the words of the message that follows; search skips them by default.
 TYPING_TYPES = ("TypingStarted", "TypingStopped")
 MESSAGE_COLUMNS = (
@@ -42,7 +42,12 @@ _QUERY_ERRORS = ("fts5:", "unterminated string", "no such column", "unknown spec
 _MESSAGE_SELECT = ", ".join(f"m.{name}" for name in MESSAGE_COLUMNS)
 _SESSION_SELECT = (
     "s.session_id, s.account, s.state, s.participants_json, s.user_data_json,"
-    " s.first_seen_at, s.last_seen_at, s.ended_at, s.legal_hold"
+    " s.first_seen_at, s.last_seen_at, s.ended_at, s.legal_hold, s.tail,"
+    " (SELECT r.status FROM reconciliations r WHERE r.session_id = s.session_id)"
+    " AS reconciliation,"
+    " (SELECT json_group_array(v.account) FROM (SELECT account, min(serial) AS first"
+    "  FROM session_views WHERE session_id = s.session_id GROUP BY account ORDER BY first) v)"
+    " AS accounts"
 )
 
 
@@ -111,6 +116,9 @@ class SessionRecord:
     message_count: int
     first_message_at: str | None
     last_message_at: str | None
+    tail: str | None = None  # how the end of its log is known: drained, unverified, history
+    reconciliation: str | None = None  # the check against Interaction History (README)
+    accounts: tuple[str, ...] = ()  # every configured account that saw it, in order
 
     @property
     def nicknames(self) -> list[str]:
@@ -134,7 +142,23 @@ class SessionRecord:
             "message_count": self.message_count,
             "first_message_at": self.first_message_at,
             "last_message_at": self.last_message_at,
+            "accounts": list(self.accounts),
+            "tail": self.tail,
+            "reconciliation": self.reconciliation,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """One account's sight of a session (a ``session_views`` row)."""
+
+    serial: int
+    account: str
+    appeared_at: str
+    first_state: str | None
+    last_state: str | None
+    left_at: str | None
+    left_reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,39 +181,6 @@ class SearchHit:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class ArchiveStats:
-    """Counts over the whole archive (``None`` state or day is keyed ``"(none)"``)."""
-
-    sessions: int
-    held_sessions: int
-    messages: int
-    events: int
-    conflicts: int
-    malformed: int
-    first_message_at: str | None
-    last_message_at: str | None
-    messages_by_type: dict[str, int]
-    sessions_by_state: dict[str, int]
-    messages_by_day: dict[str, int]
-
-    def to_json(self) -> dict[str, Any]:
-        """The counts as one JSON object."""
-        return {
-            "sessions": self.sessions,
-            "held_sessions": self.held_sessions,
-            "messages": self.messages,
-            "events": self.events,
-            "conflicts": self.conflicts,
-            "malformed": self.malformed,
-            "first_message_at": self.first_message_at,
-            "last_message_at": self.last_message_at,
-            "messages_by_type": self.messages_by_type,
-            "sessions_by_state": self.sessions_by_state,
-            "messages_by_day": self.messages_by_day,
-        }
-
-
 def instant(value: datetime) -> str:
     """A datetime as the archive writes instants (naive values are taken as UTC)."""
     return format_instant(value if value.tzinfo else value.replace(tzinfo=UTC))
@@ -206,8 +197,11 @@ def _session_conditions(
     where: list[str] = []
     params: list[object] = []
     if filters.account is not None:
-        where.append("s.account = ?")
-        params.append(filters.account)
+        where.append(
+            "(s.account = ? OR EXISTS (SELECT 1 FROM session_views v"
+            " WHERE v.session_id = s.session_id AND v.account = ?))"
+        )
+        params.extend([filters.account, filters.account])
     if filters.state is not None:
         where.append("s.state = ? COLLATE NOCASE")
         params.append(filters.state)
@@ -255,13 +249,16 @@ def _session(row: Sequence[Any]) -> SessionRecord:
         last_seen_at=row[6],
         ended_at=row[7],
         legal_hold=bool(row[8]),
-        message_count=row[9],
-        first_message_at=row[10],
-        last_message_at=row[11],
+        tail=row[9],
+        reconciliation=row[10],
+        accounts=tuple(orjson.loads(row[11] or "[]")),
+        message_count=row[12],
+        first_message_at=row[13],
+        last_message_at=row[14],
     )
 
 
-async def _rows(
+async def fetch_rows(
     conn: aiosqlite.Connection, sql: str, params: Sequence[object] = ()
 ) -> list[sqlite3.Row]:
     try:
@@ -299,7 +296,7 @@ async def session_page(
         " FROM picked p LEFT JOIN messages m ON m.session_id = p.session_id"
         " GROUP BY p.session_id ORDER BY p.first_seen_at DESC, p.session_id DESC"
     )
-    return [_session(row) for row in await _rows(conn, sql, [*params, limit])]
+    return [_session(row) for row in await fetch_rows(conn, sql, [*params, limit])]
 
 
 async def session_ids_page(
@@ -312,7 +309,7 @@ async def session_ids_page(
         f"SELECT s.session_id FROM sessions s WHERE {' AND '.join(where)}"
         " ORDER BY s.session_id LIMIT ?"
     )
-    return [row[0] for row in await _rows(conn, sql, [*params, after, limit])]
+    return [row[0] for row in await fetch_rows(conn, sql, [*params, after, limit])]
 
 
 async def message_page(
@@ -331,7 +328,22 @@ async def message_page(
     )
     start = after if after is not None else (session_ids[0], -(2**62))
     params = [*start, session_ids[-1], *session_ids, limit]
-    return [_message(row) for row in await _rows(conn, sql, params)]
+    return [_message(row) for row in await fetch_rows(conn, sql, params)]
+
+
+async def session_views(conn: aiosqlite.Connection, session_id: str) -> list[SessionView]:
+    """Every account's sight of a session, in the order they began."""
+    sql = (
+        "SELECT serial, account, appeared_at, first_state, last_state, left_at, left_reason"
+        " FROM session_views WHERE session_id = ? ORDER BY serial"
+    )
+    return [SessionView(*row) for row in await fetch_rows(conn, sql, [session_id])]
+
+
+async def filled_indices(conn: aiosqlite.Connection, session_id: str) -> frozenset[int]:
+    """The indices of a session's messages that Interaction History supplied."""
+    sql = "SELECT message_index FROM messages WHERE session_id = ? AND source = 'history'"
+    return frozenset(row[0] for row in await fetch_rows(conn, sql, [session_id]))
 
 
 async def session_messages(conn: aiosqlite.Connection, session_id: str) -> list[ArchivedMessage]:
@@ -340,7 +352,7 @@ async def session_messages(conn: aiosqlite.Connection, session_id: str) -> list[
         f"SELECT {_MESSAGE_SELECT} FROM messages m WHERE m.session_id = ?"
         " ORDER BY m.message_index = -1, m.message_index"
     )
-    return [_message(row) for row in await _rows(conn, sql, [session_id])]
+    return [_message(row) for row in await fetch_rows(conn, sql, [session_id])]
 
 
 async def search_messages(
@@ -391,41 +403,3 @@ async def search_messages(
         SearchHit(_message(row), account=row[12], state=row[13], snippet=row[14], score=-row[15])
         for row in rows
     ]
-
-
-async def archive_stats(conn: aiosqlite.Connection) -> ArchiveStats:
-    """Counts per message type, session state and day (UTC, by ``sent_at``)."""
-
-    async def counts(sql: str) -> dict[str, int]:
-        return {
-            "(none)" if key is None else str(key): count for key, count in await _rows(conn, sql)
-        }
-
-    rows = await _rows(
-        conn,
-        "SELECT (SELECT count(*) FROM sessions),"
-        " (SELECT count(*) FROM sessions WHERE legal_hold = 1),"
-        " (SELECT count(*) FROM messages), (SELECT count(*) FROM events),"
-        " (SELECT count(*) FROM conflicts), (SELECT count(*) FROM malformed),"
-        " (SELECT min(sent_at) FROM messages), (SELECT max(sent_at) FROM messages)",
-    )
-    sessions, held, messages, events, conflicts, malformed, first, last = rows[0]
-    return ArchiveStats(
-        sessions=sessions,
-        held_sessions=held,
-        messages=messages,
-        events=events,
-        conflicts=conflicts,
-        malformed=malformed,
-        first_message_at=first,
-        last_message_at=last,
-        messages_by_type=await counts(
-            "SELECT type, count(*) FROM messages GROUP BY type ORDER BY count(*) DESC, type"
-        ),
-        sessions_by_state=await counts(
-            "SELECT state, count(*) FROM sessions GROUP BY state ORDER BY count(*) DESC, state"
-        ),
-        messages_by_day=await counts(
-            "SELECT substr(sent_at, 1, 10) AS day, count(*) FROM messages GROUP BY day ORDER BY day"
-        ),
-    )

@@ -1,14 +1,14 @@
 """Retention: purge ended sessions older than ``retain_days``; legal hold exempts a session.
 
 A purge deletes, for each expired session, its undelivered hook deliveries, its messages (their
-search rows go with them, by trigger), events, conflicts and malformed payloads, then the
-session row itself, leaving a tombstone in ``purged_sessions`` so that a session GWS still lists
-is not archived (and its events sent) again. It runs on its own write connection in short
-``BEGIN IMMEDIATE`` transactions of at most ``batch`` rows, so the daemon's writer never waits
-longer than one small batch. Every batch re-checks, inside its transaction, that the session is
-still expired and not under legal hold: a hold placed while a purge runs stops it for that
-session at the next batch. Both commands migrate an archive of an older schema first: they also
-run without a daemon.
+search rows go with them, by trigger), events, conflicts, malformed payloads, views and
+reconciliation record, then the session row itself, leaving a tombstone in ``purged_sessions``
+so that a session GWS still lists is not archived (and its events sent) again. It runs on its
+own write connection in short ``BEGIN IMMEDIATE`` transactions of at most ``batch`` rows, so the
+daemon's writer never waits longer than one small batch. Every batch re-checks, inside its
+transaction, that the session is still expired and not under legal hold: a hold placed while a
+purge runs stops it for that session at the next batch. Both commands migrate an archive of an
+older schema first: they also run without a daemon.
 """
 
 from __future__ import annotations
@@ -24,7 +24,15 @@ from archiver.store.db import DEFAULT_BUSY_TIMEOUT_S, DatabaseThread, transactio
 # Sessions picked per round; their rows are then deleted ``batch`` at a time.
 SESSIONS_PER_ROUND = 50
 # Undelivered hook deliveries of purged events go first: nothing could deliver them any more.
-_CHILD_TABLES = ("hook_deliveries", "messages", "events", "conflicts", "malformed")
+_CHILD_TABLES = (
+    "hook_deliveries",
+    "messages",
+    "events",
+    "conflicts",
+    "malformed",
+    "session_views",
+    "reconciliations",
+)
 _EXPIRED = "s.ended_at IS NOT NULL AND s.ended_at < ? AND s.legal_hold = 0"
 
 
@@ -38,6 +46,8 @@ class PurgeResult:
     events: int = 0
     conflicts: int = 0
     malformed: int = 0
+    session_views: int = 0
+    reconciliations: int = 0
 
 
 async def purge_expired(

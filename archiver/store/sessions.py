@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from archiver.gws.models import SmsSession
 
@@ -29,6 +29,9 @@ class SessionState:
     ended_at: str | None
     has_transcript_saved: bool = False
     purged: bool = False  # a tombstone: retention deleted it, it is never archived again
+    view_count: int = 0  # views the session has had (serials 1..view_count)
+    views: dict[str, int] = field(default_factory=dict)  # open views: account -> serial
+    tail: str | None = None  # 'drained' or 'unverified' once ended
 
     @classmethod
     def first_seen(cls, account: str, session: SmsSession) -> SessionState:
@@ -47,6 +50,10 @@ class SessionState:
     def snapshot(self) -> SmsSession:
         """The session as last stored."""
         return SmsSession(self.session_id, self.state, self.participants_json, self.user_data_json)
+
+    def copy(self) -> SessionState:
+        """A copy whose views can change without changing this state's."""
+        return replace(self, views=dict(self.views))
 
 
 class SessionCache:
@@ -71,15 +78,12 @@ class SessionCache:
         """The states of those sessions that were ever archived."""
         return {sid: state for sid in session_ids if (state := self.load(conn, sid))}
 
-    def open_sessions(self, conn: sqlite3.Connection, account: str) -> list[SessionState]:
-        """Copies of the states of ``account``'s sessions not yet ended."""
+    def open_sessions(self, conn: sqlite3.Connection) -> list[SessionState]:
+        """Copies of the states of the sessions not yet ended (with their open views)."""
         ids = [
-            row[0]
-            for row in conn.execute(
-                "SELECT session_id FROM sessions WHERE account = ? AND ended_at IS NULL", (account,)
-            )
+            row[0] for row in conn.execute("SELECT session_id FROM sessions WHERE ended_at IS NULL")
         ]
-        return [replace(state) for sid in ids if (state := self.load(conn, sid)) is not None]
+        return [state.copy() for sid in ids if (state := self.load(conn, sid)) is not None]
 
     def keep(self, state: SessionState) -> None:
         """Remember ``state`` as its session's current one."""
@@ -104,13 +108,21 @@ def _load_row(conn: sqlite3.Connection, session_id: str) -> SessionState | None:
         "SELECT session_id, account, state, participants_json, user_data_json, next_index,"
         " update_count, ended_at,"
         " EXISTS (SELECT 1 FROM messages m"
-        "         WHERE m.session_id = s.session_id AND m.message_index = -1)"
+        "         WHERE m.session_id = s.session_id AND m.message_index = -1),"
+        " view_count, tail"
         " FROM sessions s WHERE session_id = ?",
         (session_id,),
     ).fetchone()
     if row is None:
         return None
     sid, account, state_name, participants, user_data, next_index, updates, ended = row[:8]
+    views = dict(
+        conn.execute(
+            "SELECT account, serial FROM session_views"
+            " WHERE session_id = ? AND left_at IS NULL ORDER BY serial",
+            (session_id,),
+        ).fetchall()
+    )
     return SessionState(
         sid,
         account,
@@ -121,6 +133,9 @@ def _load_row(conn: sqlite3.Connection, session_id: str) -> SessionState | None:
         updates,
         ended,
         bool(row[8]),
+        view_count=row[9],
+        views=views,
+        tail=row[10],
     )
 
 

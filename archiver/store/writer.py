@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from archiver.errors import StoreError
@@ -21,9 +20,20 @@ from archiver.gws.models import Malformed
 from archiver.lifecycle import Resource
 from archiver.store.db import DEFAULT_BUSY_TIMEOUT_S, DatabaseThread
 from archiver.store.ingest import Ingest, Page, PageResult, record_malformed
+from archiver.store.reconciliation import HistoryCheck, due_reconciliations, unreconciled
 from archiver.store.sessions import SessionState
+from archiver.store.statements import ViewChange
 
-__all__ = ["ArchiveWriter", "EventRow", "Malformed", "Page", "PageResult", "SessionState"]
+__all__ = [
+    "ArchiveWriter",
+    "EventRow",
+    "HistoryCheck",
+    "Malformed",
+    "Page",
+    "PageResult",
+    "SessionState",
+    "ViewChange",
+]
 
 
 class ArchiveWriter(Resource):
@@ -117,8 +127,16 @@ class ArchiveWriter(Resource):
     async def session_states(self, session_ids: Sequence[str]) -> dict[str, SessionState]:
         """The stored states (copies) of those sessions that were ever archived, in one hop."""
         states = await self._db.run(self._ingest.sessions.load_many, list(session_ids))
-        return {session_id: replace(state) for session_id, state in states.items()}
+        return {session_id: state.copy() for session_id, state in states.items()}
 
-    async def open_sessions(self, account: str) -> list[SessionState]:
-        """Sessions of ``account`` archived and not yet ended (resumed after a restart)."""
-        return await self._db.run(self._ingest.sessions.open_sessions, account)
+    async def open_sessions(self) -> list[SessionState]:
+        """Sessions archived and not yet ended, with their open views (resumed after a restart)."""
+        return await self._db.run(self._ingest.sessions.open_sessions)
+
+    async def due_reconciliations(self, now: str, limit: int) -> list[str]:
+        """Sessions whose pending check against Interaction History is due at ``now``."""
+        return await self._db.run(due_reconciliations, now, limit)
+
+    async def unreconciled(self, since: str | None = None) -> list[str]:
+        """Ended sessions (since ``since``) whose check against history is not final."""
+        return await self._db.run(unreconciled, since)

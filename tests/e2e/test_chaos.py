@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import random
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +13,11 @@ from tests.support import (
     compare,
     config_toml,
     daemon_config,
+    daemon_process,
     daemon_running,
     ended_sessions,
+    kill_repeatedly,
     query,
-    run_started,
-    start_daemon,
     wait_for,
 )
 
@@ -103,21 +101,11 @@ async def test_crash_loop_under_chaos_loses_nothing(tmp_path: Path) -> None:
                 "page_size = 50", "page_size = 50\nrequest_timeout_s = 1.0"
             )
         )
-        for _ in range(KILLS):
-            daemon = await start_daemon(config, log)
-            await asyncio.sleep(rng.uniform(0.6, 1.6))
-            assert daemon.returncode is None, log.read_text()[-3000:]
-            daemon.send_signal(signal.SIGKILL)
-            await daemon.wait()
+        await kill_repeatedly(config, log, KILLS, lambda: rng.uniform(0.6, 1.6))
         assert not sim.is_scenario_finished(), "the kills should land during ingest"
-        daemon = await start_daemon(config, log)
-        await wait_for(lambda: run_started(archive, daemon.pid))
-        try:
+        async with daemon_process(config, log, archive):
             await sim.scenario_finished()
             await wait_for(lambda: ended_sessions(archive) == scenario.sessions, 180)
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(daemon.wait(), 10) == 0
         truth = sim.truth()
 
     result = compare(archive, truth)

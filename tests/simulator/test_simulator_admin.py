@@ -168,6 +168,38 @@ def test_cli_defaults_and_options() -> None:
     assert cli.options_from(parse("--no-scenario")).scenario is None
 
 
+def test_cli_maps_view_and_handoff_options() -> None:
+    """Handoff shares, queue wait, revoked time, gone-after-leave and UCS faults map through."""
+    defaults = cli.options_from(parse())
+    assert (defaults.revoked_s, defaults.gone_after_leave) == (2.0, False)
+    assert defaults.scenario is not None
+    assert defaults.scenario.handoff_shares() == dict.fromkeys(
+        ("transfer", "conference", "consult", "queue"), 0.0
+    )
+    options = cli.options_from(
+        parse(
+            "--transfer-share=0.1",
+            "--conference-share=0.2",
+            "--consult-share=0.3",
+            "--queue-share=0.4",
+            "--queue-wait=0.5",
+            "--revoked=0.25",
+            "--gone-after-leave",
+            "--faults=ucs_late=0.1,ucs_late_s=2,ucs_missing=0.2,ucs_error=0.3",
+        )
+    )
+    assert options.scenario is not None
+    assert options.scenario.handoff_shares() == {
+        "transfer": 0.1,
+        "conference": 0.2,
+        "consult": 0.3,
+        "queue": 0.4,
+    }
+    assert options.scenario.queue_wait_s == 0.5
+    assert (options.revoked_s, options.gone_after_leave) == (0.25, True)
+    assert options.faults == FaultRates(ucs_late=0.1, ucs_late_s=2, ucs_missing=0.2, ucs_error=0.3)
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -177,6 +209,8 @@ def test_cli_defaults_and_options() -> None:
         ["--port=x"],
         ["--backlog=10"],
         ["--backlog=10:-1"],
+        ["--queue-share=1.5"],
+        ["--faults=ucs_error=0.6,ucs_missing=0.6"],
     ],
 )
 def test_cli_rejects_bad_options(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

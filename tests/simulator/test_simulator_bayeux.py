@@ -471,7 +471,7 @@ async def test_message_notification_carries_what_the_messages_endpoint_serves(
 
 
 async def test_transfer_tells_both_agents(simulator: Simulator, make_peer: MakePeer) -> None:
-    """A transfer shows the old owner a Completed session and the new owner a StatusChange."""
+    """A transfer shows the old owner a Revoked session and the new owner a StatusChange."""
     old, new = await make_peer("agent1"), await make_peer("agent2")
     await old.open(SMS)
     await new.open(SMS)
@@ -482,10 +482,37 @@ async def test_transfer_tells_both_agents(simulator: Simulator, make_peer: MakeP
         assert (await response.json())["statusCode"] == 0
     _, replies = await old.connect(advice={"timeout": 0})
     left = events(replies)[-1]
-    assert (left["notificationType"], left["smssession"]["state"]) == ("StatusChange", "Completed")
+    assert (left["notificationType"], left["smssession"]["state"]) == ("StatusChange", "Revoked")
     _, replies = await new.connect(advice={"timeout": 0})
     assert kinds(replies)[0] == ("SMSsessionStateChangeMessage", "StatusChange")
     assert events(replies)[0]["smssession"]["id"] == session_id
+
+
+async def test_conference_tells_every_viewer(simulator: Simulator, make_peer: MakePeer) -> None:
+    """Both accounts of a conference hear its messages, each its own view's state changes."""
+    owner, guest = await make_peer("agent1"), await make_peer("agent2")
+    await owner.open(SMS)
+    await guest.open(SMS)
+    session_id = simulator.world.create_session("agent1")
+    url = f"{simulator.base_url}/api/v2/me/smssessions/{session_id}"
+    invite = {"operationName": "Invite", "targetPath": "/users/agent2"}
+    async with owner.http.post(url, json=invite, headers=owner.headers) as response:
+        assert (await response.json())["statusCode"] == 0
+    await owner.connect(advice={"timeout": 0})
+    await guest.connect(advice={"timeout": 0})
+    simulator.world.append_message(session_id, "Text", text="hello both")
+    for peer in (owner, guest):
+        _, replies = await peer.connect(advice={"timeout": 0})
+        assert [data["messages"][0]["text"] for data in events(replies)] == ["hello both"]
+    async with guest.http.post(url, json={"operationName": "Leave"}, headers=guest.headers) as r:
+        assert (await r.json())["statusCode"] == 0
+    _, replies = await guest.connect(advice={"timeout": 0})
+    assert events(replies)[-1]["smssession"]["state"] == "Completed"
+    _, replies = await owner.connect(advice={"timeout": 0})
+    assert {data.get("smssession", {}).get("state") for data in events(replies)} <= {
+        "Chatting",
+        None,
+    }
 
 
 async def test_quirks_mode_uses_both_spellings_in_valid_json(make_peer: MakePeer) -> None:
@@ -550,7 +577,7 @@ async def test_nothing_is_rendered_while_nobody_listens(
     session_id = simulator.world.create_session("agent1")
     simulator.world.append_message(session_id, "ParticipantJoined", sender="Customer")
     simulator.world.end_session(session_id)
-    assert simulator.world.sessions[session_id].body is None
+    assert all(view.body is None for view in simulator.world.sessions[session_id].views.values())
     assert "notifications_published" not in simulator.stats()["bayeux"]
 
 

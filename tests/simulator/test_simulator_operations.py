@@ -286,7 +286,8 @@ async def test_complete_ends_with_transcript(
 async def test_transfer_to_an_agent_moves_the_session(
     simulator: Simulator, http: aiohttp.ClientSession
 ) -> None:
-    """Transfer to a user hands the session to that account's list, same id and log."""
+    """Transfer to a user hands the session to that account's list, same id and log; the old
+    agent's list shows it Revoked."""
     agent = chatting(simulator, http)
     session_id = agent.url.rsplit("/", 1)[-1]
     user = simulator.world.accounts["agent2"]
@@ -294,8 +295,9 @@ async def test_transfer_to_an_agent_moves_the_session(
     assert (await agent.do({"operationName": "Transfer", "targetUri": target}))[1] == {
         "statusCode": 0
     }
-    async with http.get(f"{simulator.base_url}/api/v2/me/smssessions", headers=AGENT1) as response:
-        assert (await response.json())["uris"] == []
+    listing = f"{simulator.base_url}/api/v2/me/smssessions?fields=state"
+    async with http.get(listing, headers=AGENT1) as response:
+        assert (await response.json())["smssessions"] == [{"state": "Revoked"}]
     async with http.get(agent.url, headers=AGENT2) as response:
         assert (await response.json())["smssession"]["state"] == "Chatting"
     truth = simulator.truth()
@@ -306,15 +308,16 @@ async def test_transfer_to_an_agent_moves_the_session(
     assert {r["session_id"] for r in truth} == {session_id}
 
 
-async def test_transfer_to_a_queue_completes_for_this_agent(
+async def test_transfer_to_a_queue_revokes_it_for_this_agent(
     simulator: Simulator, http: aiohttp.ClientSession
 ) -> None:
-    """Transfer to a queue leaves the session Completed for the agent."""
+    """Transfer to a queue leaves the session Revoked for the agent, with no capabilities."""
     agent = chatting(simulator, http)
     assert (await agent.do({"operationName": "Transfer", "queueName": "Billing"}))[1] == {
         "statusCode": 0
     }
-    assert (await agent.session())["state"] == "Completed"
+    session = await agent.session()
+    assert (session["state"], session["capabilities"]) == ("Revoked", [])
     assert (await agent.messages())[-1]["type"] == "ParticipantLeft"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import re
 import time
 from collections import Counter, defaultdict
@@ -241,12 +242,85 @@ async def test_stopped_scenario_freezes_the_world() -> None:
         {"type_weights": (("Bogus", 1.0),)},
         {"type_weights": (("Text", 0.0),)},
         {"transcript_share": 1.5},
+        {"queue_share": -0.1},
+        {"transfer_share": 0.6, "queue_share": 0.6},
+        {"queue_wait_s": -1.0},
     ],
 )
 def test_scenario_rejects_bad_settings(changes: dict[str, Any]) -> None:
     """Impossible scenario settings raise ValueError."""
     with pytest.raises(ValueError, match=r"must|need"):
         Scenario(**changes)
+
+
+HANDOFFS = Scenario(
+    sessions=30,
+    concurrent_per_agent=2,
+    messages=(12, 12),
+    interval_s=0.001,
+    linger_s=60,
+    transfer_share=0.25,
+    conference_share=0.25,
+    consult_share=0.2,
+    queue_share=0.2,
+    queue_wait_s=0.01,
+)
+
+
+async def play_handoffs(seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The truth and /_sim/views of a finished HANDOFFS run with 3 agents."""
+    async with Simulator(SimulatorOptions(agents=3, seed=seed, scenario=HANDOFFS)) as sim:
+        await sim.scenario_finished()
+        async with aiohttp.ClientSession() as http, http.get(f"{sim.base_url}/_sim/views") as got:
+            views: list[dict[str, Any]] = (await got.json())["sessions"]
+        return sim.truth(), views
+
+
+async def test_handoff_scenario_ends_every_session_and_is_seeded() -> None:
+    """Transfers, conferences, consults and queues: all end, several viewers, same seed same run."""
+    truth, views = await play_handoffs(seed=11)
+    assert len(views) == 30
+    assert all(entry["ended"] and not entry["queued"] for entry in views)
+    sessions = by_session(truth)
+    handled_by = {
+        session_id: list(dict.fromkeys(r["account"] for r in records))
+        for session_id, records in sessions.items()
+    }
+    viewed_by = {entry["session_id"]: entry["accounts"] for entry in views}
+    for session_id, accounts in handled_by.items():
+        # Every account that handled a message had a view, in the same order.
+        assert [a for a in viewed_by[session_id] if a in accounts] == accounts
+    transferred = [sid for sid, accounts in handled_by.items() if len(accounts) > 1]
+    assert len(transferred) >= 5
+    assert all(len(viewed_by[sid]) > 1 for sid in transferred)
+    guests = [sid for sid, accounts in viewed_by.items() if len(accounts) > len(handled_by[sid])]
+    assert len(guests) >= 5
+    for records in sessions.values():
+        indexed = [r["index"] for r in records if r["index"] != -1]
+        assert indexed == list(range(1, len(indexed) + 1))
+    again, _ = await play_handoffs(seed=11)
+    assert content(again) == content(truth)
+
+
+async def test_a_lone_agent_gets_its_queued_sessions_back() -> None:
+    """With one agent only queue handoffs happen, and the same agent picks the session up."""
+    scenario = dataclasses.replace(
+        HANDOFFS,
+        sessions=4,
+        agents_only_share=0.0,
+        transfer_share=0.25,
+        conference_share=0.0,
+        consult_share=0.0,
+        queue_share=0.75,
+    )
+    async with Simulator(SimulatorOptions(agents=1, seed=2, scenario=scenario)) as sim:
+        await sim.scenario_finished()
+        sessions = list(sim.world.interactions.values())
+        joins = Counter(r["session_id"] for r in sim.truth() if r["type"] == "ParticipantJoined")
+    assert all(session.ended and session.viewers == ["agent1"] for session in sessions)
+    # Customer and agent join; a queued session adds the agent's second join.
+    assert sorted(joins.values())[-1] == 3
+    assert set(joins.values()) <= {2, 3}
 
 
 async def test_no_scenario_is_finished_at_once() -> None:

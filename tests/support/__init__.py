@@ -4,6 +4,7 @@ waiting for what a test means (a row, a state), and running the daemon as a subp
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
 import sys
 import time
@@ -138,6 +139,35 @@ async def start_daemon(config: Path, log: Path) -> asyncio.subprocess.Process:
             sys.executable, "-m", "archiver", "run", "--config", str(config),
             stdout=sink, stderr=sink,
         )  # fmt: skip
+
+
+async def kill_repeatedly(
+    config: Path, log: Path, kills: int, pause_s: Callable[[], float]
+) -> None:
+    """Start ``gws-archiver run`` and SIGKILL it ``kills`` times, each after ``pause_s()``."""
+    for _ in range(kills):
+        daemon = await start_daemon(config, log)
+        await asyncio.sleep(pause_s())
+        assert daemon.returncode is None, log_tail(log)
+        daemon.send_signal(signal.SIGKILL)
+        await daemon.wait()
+
+
+def log_tail(log: Path) -> str:
+    """The end of a daemon's log, to show with a failure."""
+    return log.read_text()[-3000:]
+
+
+@asynccontextmanager
+async def daemon_process(config: Path, log: Path, archive: Path) -> AsyncIterator[None]:
+    """``gws-archiver run`` archiving for the block, then SIGTERM: it must exit 0 within 10 s."""
+    daemon = await start_daemon(config, log)
+    await wait_for(lambda: run_started(archive, daemon.pid))
+    try:
+        yield
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(daemon.wait(), 10) == 0
 
 
 def run_started(archive: Path, pid: int) -> bool:

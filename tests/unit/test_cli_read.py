@@ -320,6 +320,8 @@ def test_hold_and_purge_commands(tmp_path: Path, capsys: pytest.CaptureFixture[s
             "events": messages + 2,
             "conflicts": 0,
             "malformed": 0,
+            "session_views": 1,
+            "reconciliations": 0,
         }
     ]
 

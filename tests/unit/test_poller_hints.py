@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from archiver.accounts import AccountPoller
 from archiver.config import PollConfig, PushConfig
 from archiver.gws.client import GwsClient
 from archiver.gws.notifications import Hint
 from archiver.gws.transport import GwsHost
-from archiver.poller import AccountPoller, Pacing
+from archiver.pacing import Pacing
 from archiver.state import PollStats
 from archiver.store.writer import ArchiveWriter
 from gws_simulator import FaultRates, Simulator, SimulatorOptions

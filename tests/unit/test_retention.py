@@ -35,10 +35,17 @@ ENDED_AT = {
     2: "2024-05-31T00:00:01.000Z",
     3: "2024-04-01T00:00:00.000Z",
 }
-TABLES = ("sessions", "messages", "events", "conflicts", "malformed")
+TABLES = ("sessions", "messages", "events", "conflicts", "malformed", "session_views")
 
 
-SESSION_COLUMN = {"sessions": 0, "messages": 0, "events": 3, "conflicts": 1, "malformed": 1}
+SESSION_COLUMN = {
+    "sessions": 0,
+    "messages": 0,
+    "events": 3,
+    "conflicts": 1,
+    "malformed": 1,
+    "session_views": 0,
+}
 
 
 def session_of(table: str, row: tuple[Any, ...]) -> str:

@@ -1,0 +1,88 @@
+"""How often sessions and lists are read, and how many pages are fetched or stored at once.
+
+:class:`Pacing` is one account's: adaptive intervals, relaxed while push is healthy.
+:class:`PageSlots` is shared by every session of every account; drains take slots first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from archiver.config import PollConfig, PushConfig
+
+GROWTH = 1.5
+DEFAULT_PAGE_SLOTS = 32
+
+
+@dataclass(slots=True)
+class Pacing:
+    """How often one account's sessions and list are read: adaptive, or relaxed under push."""
+
+    poll: PollConfig
+    push: PushConfig | None = None
+    push_healthy: bool = False
+
+    def next_interval(self, current_s: float, stored: bool) -> float:
+        """The wait before a session's next poll, after one that stored (or not) something."""
+        if self.push is not None and self.push_healthy:
+            return self.push.safety_interval_s
+        if stored:
+            # Halve rather than reset: a session that talks every few seconds settles near
+            # its own pace instead of paying a burst of empty polls after every message.
+            return max(self.poll.min_interval_s, current_s / 2)
+        return min(self.poll.max_interval_s, current_s * GROWTH)
+
+    def list_interval(self) -> float:
+        """The wait before the account's next session-list read."""
+        if self.push is not None and self.push_healthy:
+            return max(self.poll.sessions_interval_s, self.push.safety_interval_s)
+        return self.poll.sessions_interval_s
+
+    def debounce(self) -> float:
+        """How long a hinted poll waits for more hints of the same session."""
+        return self.push.debounce_s if self.push is not None else 0.0
+
+
+class PageSlots:
+    """Pages fetched or stored at once, shared by every session; drains go first.
+
+    A session whose end is near (GWS keeps it readable for a short while only) takes the next
+    free slot ahead of every routine poll waiting for one.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._routine: deque[asyncio.Future[None]] = deque()
+
+    @asynccontextmanager
+    async def take(self, *, urgent: bool = False) -> AsyncIterator[None]:
+        """Hold one slot for the block."""
+        if self._free > 0 and not self._urgent and not self._routine:
+            self._free -= 1
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            (self._urgent if urgent else self._routine).append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._release()  # handed a slot as it was cancelled: pass it on
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        for queue in (self._urgent, self._routine):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1

@@ -1,0 +1,206 @@
+"""Reconciliation: the archive checked against Interaction History (UCS), the system of record.
+
+A session is checked when it ends (:mod:`archiver.poller` asks :class:`HistoryReader` before it
+stores ``SessionEnded``, so what history adds comes with message events ahead of the end). A
+check that cannot be made then (history not over yet, no answer, an ``errorMessage``) stays
+``pending`` and :class:`Reconciler` tries it again every ``reconcile.retry_s``, until
+``reconcile.give_up_s`` after the end, when it becomes ``unchecked``. :func:`reconcile_sessions`
+does the same on demand (``gws-archiver reconcile``), and backfills sessions the archive never
+saw: it reads their whole log from history and archives it as an ended session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import structlog
+
+from archiver.config import ReconcileConfig
+from archiver.errors import GwsError
+from archiver.gws.history import HistoryClient, HistoryUnavailable, InteractionContent
+from archiver.gws.models import SmsSession
+from archiver.instants import parse_instant, utc_now
+from archiver.poller import history_check
+from archiver.state import PollStats
+from archiver.store.writer import ArchiveWriter, HistoryCheck, Page
+
+log = structlog.get_logger()
+
+BACKFILLED = "backfilled"  # the end reason of a session archived from history alone
+# How many accounts one look-up tries before it counts as unavailable (each may wait wait_s).
+ACCOUNTS_PER_LOOK_UP = 2
+DUE_PER_ROUND = 50
+
+
+class HistoryReader:
+    """Interaction History through the configured accounts: any of them may read any session."""
+
+    def __init__(self, clients: Mapping[str, HistoryClient]) -> None:
+        self.clients = dict(clients)
+
+    async def content(self, session_id: str, prefer: Sequence[str] = ()) -> InteractionContent:
+        """The session's saved log, read through a preferred account first."""
+        order = [a for a in prefer if a in self.clients]
+        order += [a for a in self.clients if a not in order]
+        failure: HistoryUnavailable | None = None
+        for account in order[:ACCOUNTS_PER_LOOK_UP]:
+            try:
+                return await self.clients[account].content(session_id)
+            except HistoryUnavailable as exc:
+                failure = exc
+        raise failure or HistoryUnavailable("no configured account reads Interaction History")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one check of one session found."""
+
+    session_id: str
+    status: str  # verified, filled, different, pending, unchecked, backfilled
+    detail: str | None = None
+
+
+class Reconciler:
+    """Retries the checks that could not be made when their sessions ended."""
+
+    def __init__(
+        self,
+        writer: ArchiveWriter,
+        reader: HistoryReader,
+        config: ReconcileConfig,
+        stats: PollStats,
+    ) -> None:
+        self.writer = writer
+        self.reader = reader
+        self.config = config
+        self.stats = stats
+        self._user_ids: dict[str, str] = {}
+
+    async def run(self) -> None:
+        """Check what is due, and sweep history every ``sweep_s``, until cancelled."""
+        next_sweep = 0.0
+        while True:
+            due = await self.writer.due_reconciliations(utc_now(), DUE_PER_ROUND)
+            for session_id in due:
+                outcome = await check_session(self.writer, self.reader, self.config, session_id)
+                if outcome.status != "pending":
+                    self.stats.reconciled[outcome.status] += 1
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self.config.sweep_s
+                await self.sweep()
+            if len(due) < DUE_PER_ROUND:
+                await asyncio.sleep(min(self.config.retry_s, self.config.sweep_s, 5.0))
+
+    async def sweep(self) -> None:
+        """Archive the sessions history has (today and yesterday) that no list ever showed."""
+        today = datetime.now(UTC).date()
+        for account, client in self.reader.clients.items():
+            try:
+                if account not in self._user_ids:
+                    self._user_ids[account] = await client.client.user_id()
+                found = await client.agent_history(
+                    self._user_ids[account], today - timedelta(days=1), today
+                )
+            except GwsError as exc:
+                log.info("history_sweep_failed", account=account, error=str(exc))
+                continue
+            over = [summary.session_id for summary in found if summary.over]
+            known = await self.writer.session_states(over)
+            missed = [session_id for session_id in over if session_id not in known]
+            for outcome in await reconcile_sessions(self.writer, self.reader, self.config, missed):
+                if outcome.status == BACKFILLED:
+                    self.stats.backfilled += 1
+                    log.warning("session_backfilled", session_id=outcome.session_id)
+
+
+async def check_session(
+    writer: ArchiveWriter,
+    reader: HistoryReader,
+    config: ReconcileConfig,
+    session_id: str,
+    *,
+    final: bool = False,
+) -> Outcome:
+    """Check one archived, ended session against history; ``final`` never leaves it pending."""
+    states = await writer.session_states([session_id])
+    state = states.get(session_id)
+    if state is None or state.purged:
+        return Outcome(session_id, "unknown", "the archive does not hold this session")
+    content: InteractionContent | None = None
+    try:
+        content = await reader.content(session_id, prefer=(state.account,))
+    except HistoryUnavailable as exc:
+        detail = str(exc)
+    else:
+        detail = f"Interaction History shows it {content.state or 'not over'}"
+    if content is not None and content.over:
+        check = history_check(content)
+    else:
+        ended = parse_instant(state.ended_at) if state.ended_at else datetime.now(UTC)
+        give_up = final or datetime.now(UTC) - ended >= timedelta(seconds=config.give_up_s)
+        retry_at = None if give_up else utc_now(config.retry_s)
+        check = HistoryCheck(None, detail=detail, retry_at=retry_at)
+    result = await writer.store_page(Page(state.account, state.snapshot(), history=check))
+    status = next(
+        (e.typed().data()["status"] for e in result.events if e.type == "SessionReconciled"),
+        "pending",
+    )
+    return Outcome(session_id, status, None if content and content.over else detail)
+
+
+async def backfill_session(
+    writer: ArchiveWriter, account: str, content: InteractionContent
+) -> Outcome:
+    """Archive a session known only to history, whole, as an ended session."""
+    session = SmsSession(content.session_id, content.state, "[]", "{}")
+    page = Page(
+        content.owner or account,
+        session,
+        end_reason=BACKFILLED,
+        history=history_check(content, "archived from Interaction History"),
+        tail="history",
+    )
+    await writer.store_page(page)
+    return Outcome(content.session_id, BACKFILLED)
+
+
+async def reconcile_sessions(
+    writer: ArchiveWriter,
+    reader: HistoryReader,
+    config: ReconcileConfig,
+    session_ids: Iterable[str],
+) -> list[Outcome]:
+    """Check (or backfill) each session now; nothing is left pending."""
+    outcomes = []
+    for session_id in session_ids:
+        known = await writer.session_states([session_id])
+        if session_id in known:
+            outcomes.append(await check_session(writer, reader, config, session_id, final=True))
+            continue
+        try:
+            content = await reader.content(session_id)
+        except HistoryUnavailable as exc:
+            outcomes.append(Outcome(session_id, "unchecked", str(exc)))
+            continue
+        if not content.over:
+            detail = f"not over yet ({content.state}): the daemon archives it live"
+            outcomes.append(Outcome(session_id, "skipped", detail))
+            continue
+        outcomes.append(await backfill_session(writer, next(iter(reader.clients)), content))
+    return outcomes
+
+
+async def history_since(
+    reader: HistoryReader, user_ids: Mapping[str, str], since: date
+) -> list[str]:
+    """The SMS sessions each account's agent had since ``since``, by id, oldest first."""
+    found: dict[str, str] = {}
+    for account, user_id in user_ids.items():
+        client = reader.clients[account]
+        for summary in await client.agent_history(user_id, since, None):
+            found.setdefault(summary.session_id, summary.started_at or "")
+    return sorted(found, key=lambda session_id: found[session_id])
