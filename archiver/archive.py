@@ -282,11 +282,15 @@ class Archive(Resource):
         await self._reader.close()
 
     async def sessions(
-        self, filters: SessionFilter | None = None, *, limit: int | None = None
+        self,
+        filters: SessionFilter | None = None,
+        *,
+        limit: int | None = None,
+        before: tuple[str, str] | None = None,
     ) -> AsyncIterator[SessionRecord]:
-        """Matching sessions, newest first (by when the archiver first saw them)."""
+        """Matching sessions, newest first (by when the archiver first saw them), after the
+        keyset ``before`` (``(first_seen_at, session_id)`` of the last one seen) if given."""
         filters = filters or SessionFilter()
-        before: tuple[str, str] | None = None
         remaining = limit
         while remaining is None or remaining > 0:
             size = _SESSION_CHUNK if remaining is None else min(_SESSION_CHUNK, remaining)
@@ -313,6 +317,12 @@ class Archive(Resource):
         messages = await queries.session_messages(conn, session_id)
         views = await queries.session_views(conn, session_id)
         return Transcript(record, messages, views, await queries.filled_indices(conn, session_id))
+
+    async def recent_messages(
+        self, session_ids: Sequence[str], *, per_session: int = 3
+    ) -> list[ArchivedMessage]:
+        """The last few numbered messages of each of ``session_ids`` (by session, then index)."""
+        return await queries.recent_messages(self._reader.conn, session_ids, per_session)
 
     async def search(
         self,

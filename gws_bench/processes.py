@@ -67,11 +67,12 @@ class Meter:
 
 
 class ChildProcess:
-    """`python -m archiver ARGS` with stdout and stderr in `log_path`; a context manager."""
+    """`python -m MODULE ARGS` (the CLI by default) with stdout and stderr in `log_path`."""
 
-    def __init__(self, args: list[str], log_path: Path) -> None:
+    def __init__(self, args: list[str], log_path: Path, module: str = "archiver") -> None:
         self.args = args
         self.log_path = log_path
+        self.module = module
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._meter: Meter | None = None
@@ -106,7 +107,7 @@ class ChildProcess:
         """Spawn the child."""
         self._log = self.log_path.open("wb")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "archiver", *self.args],
+            [sys.executable, "-m", self.module, *self.args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -12,9 +12,15 @@ from gws_bench.profile import Profiler
 from gws_bench.report import Report, ScenarioResult, machine_info
 from gws_bench.settings import BenchContext, BenchSettings, Progress
 from gws_bench.storage import run_storage
+from gws_bench.webhooks import run_webhooks
 
 Scenario = Callable[[BenchSettings, BenchContext], ScenarioResult]
-RUNNERS: dict[str, Scenario] = {"ingest": run_ingest, "live": run_live, "storage": run_storage}
+RUNNERS: dict[str, Scenario] = {
+    "ingest": run_ingest,
+    "live": run_live,
+    "storage": run_storage,
+    "webhooks": run_webhooks,
+}
 
 
 def run_bench(

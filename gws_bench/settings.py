@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from gws_bench.profile import Profiler
 
-SCENARIOS = ("ingest", "live", "storage")
+SCENARIOS = ("ingest", "live", "storage", "webhooks")
 
 # Called with one line of progress at a time (the command line prints them on stderr).
 Progress = Callable[[str], None]
@@ -38,6 +38,8 @@ class BenchSettings:
             it has not grown for this long after the scenario stopped.
         seed: seed of the simulated contact centre.
         push: run the live scenario with push mode on (CometD notifications as poll hints).
+        webhook_rate, webhook_s: events committed per second, and for how long, in the
+            webhook scenario.
     """
 
     scenarios: tuple[str, ...] = SCENARIOS
@@ -56,6 +58,8 @@ class BenchSettings:
     stall_s: float = 30.0
     seed: int = 1
     push: bool = False
+    webhook_rate: float = 1000.0
+    webhook_s: float = 60.0
 
     @property
     def sessions_per_agent(self) -> int:
@@ -77,6 +81,8 @@ TINY = BenchSettings(
     window_s=1.5,
     finish_timeout_s=30.0,
     stall_s=10.0,
+    webhook_rate=100.0,
+    webhook_s=1.5,
 )
 
 

@@ -66,6 +66,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop after this long (default: until Ctrl-C)",
     )
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="the web view's port on 127.0.0.1 (default: a free one, printed at start)",
+    )
     demo.set_defaults(handler=cmd_demo)
 
     for name, (module_name, help_text, handler) in _HARNESSES.items():
@@ -124,7 +130,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     configure_logging("warning", "auto")
     return run_until_signalled(
-        run_demo(archive=args.archive, agents=args.agents, seed=args.seed, duration_s=args.duration)
+        run_demo(
+            archive=args.archive,
+            agents=args.agents,
+            seed=args.seed,
+            duration_s=args.duration,
+            port=args.port,
+        )
     )
 
 

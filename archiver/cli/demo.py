@@ -10,8 +10,17 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TextIO
 
-from archiver.config import Account, ArchiveConfig, Config, GwsConfig, PollConfig, Secret
+from archiver.config import (
+    Account,
+    ArchiveConfig,
+    Config,
+    GwsConfig,
+    PollConfig,
+    Secret,
+    ServerConfig,
+)
 from archiver.daemon import Daemon
+from archiver.errors import ArchiverError
 from archiver.events import (
     Event,
     MessageEvent,
@@ -28,8 +37,9 @@ _DIM, _BOLD, _RESET = "\033[2m", "\033[1m", "\033[0m"
 _QUIET_TYPES = frozenset({"TypingStarted", "TypingStopped"})
 
 
-def demo_config(base_url: str, agents: int, archive: Path) -> Config:
-    """The daemon's configuration for the demo: every simulated agent, brisk polling."""
+def demo_config(base_url: str, agents: int, archive: Path, port: int = 0) -> Config:
+    """The daemon's configuration for the demo: every simulated agent, brisk polling, and the
+    web view on loopback (``port`` 0: a free one)."""
     accounts = tuple(
         Account(username=f"agent{n}", password=Secret(DEMO_PASSWORD)) for n in range(1, agents + 1)
     )
@@ -37,6 +47,7 @@ def demo_config(base_url: str, agents: int, archive: Path) -> Config:
         gws=GwsConfig(base_url=base_url, accounts=accounts),
         poll=PollConfig(min_interval_s=0.3, max_interval_s=2.0, sessions_interval_s=1.0),
         archive=ArchiveConfig(path=archive),
+        server=ServerConfig(listen=f"127.0.0.1:{port}"),
         source="<demo>",
     )
 
@@ -67,6 +78,10 @@ class LiveView:
         self._print(
             f"{'time':<12} {'session':<16} {'account':<8} {'who':<22} {'type':<19} text", _BOLD
         )
+
+    def announce(self, words: str) -> None:
+        """A line of the demo's own among the events (the web view's address)."""
+        self._print(words, _BOLD)
 
     def show(self, event: Event) -> None:
         """Print ``event`` as one line."""
@@ -109,8 +124,10 @@ async def run_demo(
     seed: int | None,
     duration_s: float | None,
     out: TextIO | None = None,
+    port: int = 0,
 ) -> None:
-    """Run the demo until cancelled (Ctrl-C) or for ``duration_s`` seconds."""
+    """Run the demo until cancelled (Ctrl-C) or for ``duration_s`` seconds; the web view
+    listens on 127.0.0.1:``port`` (0: a free port) and its live page's address is printed."""
     out = out or sys.stdout
     path = Path(archive)
     await asyncio.to_thread(remove_archive, path)
@@ -129,7 +146,7 @@ async def run_demo(
     )
     view = LiveView(out)
     async with Simulator(options) as sim:
-        daemon = Daemon(demo_config(sim.base_url, agents, path))
+        daemon = Daemon(demo_config(sim.base_url, agents, path, port))
         daemon.subscribe(view.show)
         print(
             f"GWS simulator at {sim.base_url} with agents agent1..agent{agents}; "
@@ -141,7 +158,7 @@ async def run_demo(
         try:
             with suppress(TimeoutError):
                 async with asyncio.timeout(duration_s):
-                    await daemon.run()
+                    await _run_announced(daemon, view)
         finally:
             program = "gws-archiver" if shutil.which("gws-archiver") else command_prefix()
             print(
@@ -151,3 +168,15 @@ async def run_demo(
                 file=out,
                 flush=True,
             )
+
+
+async def _run_announced(daemon: Daemon, view: LiveView) -> None:
+    """Run the daemon; once its server listens, print the live page's address."""
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(daemon.run(), name="daemon")
+            await daemon.started()
+            assert daemon.server is not None
+            view.announce(f"Watch the conversations live at {daemon.server.url}/live")
+    except* ArchiverError as failed:
+        raise failed.exceptions[0] from None  # one line from the CLI, as without the group

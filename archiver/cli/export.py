@@ -12,13 +12,21 @@ import hashlib
 import os
 import re
 import sys
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 
-from archiver.archive import MESSAGE_COLUMNS, Archive, SessionFilter, Transcript, html_page
+from archiver.archive import (
+    MESSAGE_COLUMNS,
+    Archive,
+    ArchivedMessage,
+    SessionFilter,
+    Transcript,
+    html_page,
+)
 
 FORMATS = ("jsonl", "csv", "text", "html")
 # OWASP CSV injection: a cell starting with one of these is a formula to a spreadsheet.
@@ -49,20 +57,29 @@ async def _export_rows(
     count = 0
     target = args.out / f"messages.{fmt}" if args.out is not None else None
     with _output(target) as out:
-        writer = None
-        if fmt == "csv":
-            # Every cell quoted (as OWASP asks), also with --raw-csv: the csv module does not quote
-            # a lone CR, which readers take for the end of the row.
-            writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
-            writer.writerow(MESSAGE_COLUMNS)
+        write = message_writer(out, fmt, raw_csv=args.raw_csv)
         async for message in archive.messages(filters):
-            if writer is not None:
-                cells = message.to_json().values()
-                writer.writerow(cells if args.raw_csv else [csv_cell(cell) for cell in cells])
-            else:
-                out.write(orjson.dumps(message.to_json()).decode() + "\n")
+            write(message)
             count += 1
     return count
+
+
+def message_writer(
+    out: TextIO, fmt: str, *, raw_csv: bool = False
+) -> Callable[[ArchivedMessage], object]:
+    """A function writing one message to ``out`` as a JSON line, or as a CSV row after a header."""
+    if fmt == "jsonl":
+        return lambda message: out.write(orjson.dumps(message.to_json()).decode() + "\n")
+    # Every cell quoted (as OWASP asks), also with --raw-csv: the csv module does not quote
+    # a lone CR, which readers take for the end of the row.
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    writer.writerow(MESSAGE_COLUMNS)
+
+    def write_row(message: ArchivedMessage) -> object:
+        cells = message.to_json().values()
+        return writer.writerow(cells if raw_csv else [csv_cell(cell) for cell in cells])
+
+    return write_row
 
 
 async def _export_transcripts(
@@ -73,17 +90,22 @@ async def _export_transcripts(
     if args.out is None and fmt == "html":
         sys.stdout.write(head)
     async for transcript in archive.transcripts(filters):
-        name = _file_name(transcript.session.session_id)
+        name = file_name(transcript.session.session_id)
         target = args.out / f"{name}.{'txt' if fmt == 'text' else 'html'}" if args.out else None
         with _output(target) as out:
-            out.write(_render(transcript, fmt, args.hide_events, standalone=target is not None))
+            out.write(
+                render_transcript(transcript, fmt, args.hide_events, standalone=target is not None)
+            )
         count += 1
     if args.out is None and fmt == "html":
         sys.stdout.write(tail)
     return count
 
 
-def _render(transcript: Transcript, fmt: str, hide_events: bool, *, standalone: bool) -> str:
+def render_transcript(
+    transcript: Transcript, fmt: str, hide_events: bool, *, standalone: bool
+) -> str:
+    """One transcript as ``text`` or ``html`` (a whole page if ``standalone``, else a section)."""
     if fmt == "text":
         return "\n".join(transcript.text_lines(hide_events=hide_events)) + "\n\n"
     section = transcript.html_section(hide_events=hide_events)
@@ -93,7 +115,7 @@ def _render(transcript: Transcript, fmt: str, hide_events: bool, *, standalone: 
     return head + section + tail
 
 
-def _file_name(session_id: str) -> str:
+def file_name(session_id: str) -> str:
     """A safe file name for a session; a hash keeps altered ids from colliding."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", session_id)
     if safe != session_id or safe.startswith("."):

@@ -170,7 +170,7 @@ class HookConfig:
     accounts: tuple[str, ...] = ()
     sessions: tuple[str, ...] = ()
     timeout_s: float = 30.0
-    max_in_flight: int = 4  # sessions delivered in parallel (one event in flight per session)
+    max_in_flight: int = 32  # sessions delivered in parallel (one event in flight per session)
     max_attempts: int = 8
     retry_delays_s: tuple[float, ...] = DEFAULT_RETRY_DELAYS_S
     retry_jitter: float = 0.2

@@ -42,6 +42,11 @@ from archiver.store.deliveries import DeliveryStore, QueuedDelivery, Settled, Su
 
 log = structlog.get_logger()
 
+# An attempt in flight this long no longer holds a slot of max_in_flight (see _due) ...
+SLOW_AFTER_S = 1.0
+# ... but every subscriber keeps at most this many times max_in_flight attempts in flight.
+HUNG_FACTOR = 4
+
 
 @dataclass(frozen=True, slots=True)
 class Subscriber:
@@ -164,6 +169,7 @@ class SubscriberRunner:
         window: int = 1000,
         idle_s: float = 0.05,
         refresh_s: float = 1.0,
+        flush_s: float = 0.1,
     ) -> None:
         self.name = subscriber.hook.name
         self.hook = subscriber.hook
@@ -175,14 +181,17 @@ class SubscriberRunner:
         self._window = window  # events held in memory (and queued in the archive) at most
         self._idle_s = idle_s  # how often the committed watermark is looked at
         self._refresh_s = refresh_s  # how often the archive is read for `hooks` CLI changes
+        self._flush_s = flush_s  # outcomes are recorded in batches at most this far apart
+        self._last_flush = 0.0
         self._cursor = state.cursor_seq
         self._disabled = state.disabled_reason is not None
         self._lanes: dict[str, deque[QueuedDelivery]] = {}
-        self._busy: set[str] = set()
+        self._busy: dict[str, float] = {}  # sessions with an attempt in flight: since when
         self._queued = 0
         self._loaded_id = 0
         self._backlog = True  # the archive may hold pending rows not loaded yet
         self._settled: list[Settled] = []
+        self.delivered = 0  # events delivered by this runner (this run)
         self._gone: str | None = None
         self._retrying: set[int] = set()  # deliveries waiting to be tried again
         self._next_due = 0.0
@@ -213,9 +222,21 @@ class SubscriberRunner:
                 log.warning("hook_flush_failed", hook=self.name, error=str(exc))
 
     async def run_once(self) -> list[QueuedDelivery]:
-        """One cycle: record outcomes, refill the queue, return the deliveries to start now."""
-        await self._flush()
+        """One cycle: record outcomes, refill the queue, return the deliveries to start now.
+
+        While deliveries are in flight, outcomes are recorded every ``flush_s`` (or when many
+        are waiting), not after every delivery: one transaction per batch, not per event. A
+        crash in between sends those events again, with the same ``webhook-id`` (at least once).
+        """
         now = self._clock()
+        quiet = not self._busy  # nothing in flight: record at once, nothing to batch with
+        if (
+            quiet
+            or now - self._last_flush >= self._flush_s
+            or len(self._settled) >= self._window // 2
+        ):
+            await self._flush()
+            self._last_flush = now
         if now >= self._next_refresh:
             await self._refresh()
             self._next_refresh = now + self._refresh_s
@@ -267,25 +288,40 @@ class SubscriberRunner:
             self._next_due = 0.0
 
     def _due(self, now: float) -> list[QueuedDelivery]:
-        """Heads of idle sessions whose time has come, up to the in-flight bound."""
+        """Heads of idle sessions whose time has come, up to the in-flight bound.
+
+        An attempt in flight for longer than ``SLOW_AFTER_S`` (a receiver hanging on it) stops
+        counting towards ``max_in_flight``, so the sessions not waiting on it go on; all in
+        flight stay within ``HUNG_FACTOR`` times the bound.
+        """
         if now < self._next_due:
             return []
         picked: list[QueuedDelivery] = []
         next_due = math.inf
+        active = sum(1 for since in self._busy.values() if now - since < SLOW_AFTER_S)
+        limit = self.hook.max_in_flight
         for session_id, lane in self._lanes.items():
-            if len(self._busy) >= self.hook.max_in_flight:
-                next_due = math.inf  # a delivery ending looks again
+            if active >= limit or len(self._busy) >= limit * HUNG_FACTOR:
+                next_due = self._next_hung(now)
                 break
             if session_id in self._busy:
                 continue
             head = lane[0]
             if head.due_at <= now:
                 picked.append(head)
-                self._busy.add(session_id)
+                self._busy[session_id] = now
+                active += 1
             else:
                 next_due = min(next_due, head.due_at)
         self._next_due = next_due
         return picked
+
+    def _next_hung(self, now: float) -> float:
+        """When the next attempt in flight counts as hung (a delivery ending looks sooner)."""
+        if len(self._busy) >= self.hook.max_in_flight * HUNG_FACTOR:
+            return math.inf
+        slow = [since for since in self._busy.values() if now - since < SLOW_AFTER_S]
+        return min(slow, default=now) + SLOW_AFTER_S
 
     async def _attempt(self, queued: QueuedDelivery) -> None:
         try:
@@ -300,7 +336,7 @@ class SubscriberRunner:
         """Apply an outcome in memory and note it for the next flush."""
         now = self._clock()
         event = queued.event
-        self._busy.discard(event.session_id)
+        self._busy.pop(event.session_id, None)
         lane = self._lanes.pop(event.session_id)
         queued.attempts += 1
         was_failing = bool(self._retrying)
@@ -309,6 +345,7 @@ class SubscriberRunner:
         # A 410 keeps its event pending: it is retried once the subscriber is enabled again.
         dead = not outcome.ok and not outcome.gone and queued.attempts >= self.hook.max_attempts
         if outcome.ok or dead:
+            self.delivered += outcome.ok
             lane.popleft()
             self._queued -= 1
             self._retrying.discard(queued.row_id)

@@ -1,9 +1,10 @@
-"""The optional local HTTP server: ``/healthz``, ``/readyz``, ``/metrics`` and ``/events``.
+"""The optional local HTTP server: ``/healthz``, ``/readyz``, ``/metrics``, ``/events`` and
+the web view's pages (:mod:`archiver.server.web`).
 
 It only reads: the daemon's state (:class:`archiver.state.DaemonState`) and the archive. It
 binds where ``server.listen`` says (loopback unless configured otherwise; the config refuses a
 wider bind without a token) and, when a token is configured, every route wants ``Authorization:
-Bearer <token>``.
+Bearer <token>`` (or, from a browser, the cookie the web view's ``/login`` form sets).
 
 Without a token, every request must name this server in its ``Host`` header (the listen address,
 for loopback also ``localhost``, ``127.0.0.1`` and ``[::1]``, or a name in
@@ -15,7 +16,6 @@ browser. With a token, the token is the guard (a rebinding page cannot send it).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import Awaitable, Callable
 
@@ -30,6 +30,14 @@ from archiver.lifecycle import Resource
 from archiver.server.health import check_readiness
 from archiver.server.metrics import render_metrics
 from archiver.server.stream import stream_events
+from archiver.server.web import (
+    OPEN_PREFIXES,
+    WebView,
+    add_security_headers,
+    is_page,
+    login_response,
+    offers_token,
+)
 from archiver.state import DaemonState
 
 log = structlog.get_logger()
@@ -47,6 +55,7 @@ class StatusServer(Resource):
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._streams: set[asyncio.Task[object]] = set()
+        self._web: WebView | None = None
         self._closed = False
 
     async def open(self) -> None:
@@ -54,7 +63,13 @@ class StatusServer(Resource):
         if self._closed or self._runner is not None:
             raise ArchiverError("the status server can start only once")
         host, port = self.config.address
+        self._web = WebView(
+            self.state.config.archive.path, self.config.token, self.state.committed_seq
+        )
+        await self._web.open()
         app = web.Application(middlewares=[self._check_host, self._authorize])
+        app.on_response_prepare.append(add_security_headers)
+        self._web.add_routes(app)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
@@ -80,6 +95,8 @@ class StatusServer(Resource):
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        if self._web is not None:
+            await self._web.close()
 
     @web.middleware
     async def _check_host(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -107,16 +124,15 @@ class StatusServer(Resource):
 
     @web.middleware
     async def _authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        # The bearer token, or the web view's sign-in cookie; the sign-in form itself is open.
         token = self.config.token
-        if token is not None:
-            scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
-            valid = scheme.lower() == "bearer" and hmac.compare_digest(
-                offered.strip().encode(), token.reveal().encode()
+        open_route = request.path.startswith(OPEN_PREFIXES)
+        if token is not None and not open_route and not offers_token(request, token):
+            if is_page(request):
+                return login_response(request)
+            raise web.HTTPUnauthorized(
+                text="a bearer token is required\n", headers={"WWW-Authenticate": "Bearer"}
             )
-            if not valid:
-                raise web.HTTPUnauthorized(
-                    text="a bearer token is required\n", headers={"WWW-Authenticate": "Bearer"}
-                )
         return await handler(request)
 
     async def _healthz(self, request: web.Request) -> web.Response:

@@ -71,6 +71,7 @@ class SessionFilter:
     participant: str | None = None
     held: bool | None = None
     session_ids: tuple[str, ...] = ()
+    ended: bool | None = None  # True: ended sessions only; False: those not ended yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +209,8 @@ def _session_conditions(
     if filters.held is not None:
         where.append("s.legal_hold = ?")
         params.append(int(filters.held))
+    if filters.ended is not None:
+        where.append(f"s.ended_at IS {'NOT ' if filters.ended else ''}NULL")
     if filters.session_ids:
         where.append(f"s.session_id IN ({_marks(filters.session_ids)})")
         params.extend(filters.session_ids)
@@ -353,6 +356,22 @@ async def session_messages(conn: aiosqlite.Connection, session_id: str) -> list[
         " ORDER BY m.message_index = -1, m.message_index"
     )
     return [_message(row) for row in await fetch_rows(conn, sql, [session_id])]
+
+
+async def recent_messages(
+    conn: aiosqlite.Connection, session_ids: Sequence[str], per_session: int
+) -> list[ArchivedMessage]:
+    """The last ``per_session`` numbered messages of each session, by session id then index."""
+    if not session_ids:
+        return []
+    sql = (
+        "WITH last AS (SELECT session_id, max(message_index) AS top FROM messages"
+        f" WHERE session_id IN ({_marks(session_ids)}) GROUP BY session_id)"
+        f" SELECT {_MESSAGE_SELECT} FROM last JOIN messages m ON m.session_id = last.session_id"
+        " AND m.message_index > max(last.top - ?, 0)"
+        " ORDER BY m.session_id, m.message_index"
+    )
+    return [_message(row) for row in await fetch_rows(conn, sql, [*session_ids, per_session])]
 
 
 async def search_messages(

@@ -110,3 +110,27 @@ def test_retry_delays_follow_the_table_with_jitter_and_retry_after() -> None:
     assert all(240.0 <= wait <= 360.0 for wait in waits[1:])
     assert retry_delay(policy, 1, 3600.0, rng) == 3600.0
     assert 4.0 <= retry_delay(policy, 1, 1.0, rng) <= 6.0
+
+
+async def test_a_hung_attempt_does_not_hold_back_other_sessions(
+    source: EventSource, receiver: Receiver
+) -> None:
+    """One in flight at most, yet a receiver hanging on one session's event does not stop the
+    other sessions: after 1 s that attempt no longer holds the place."""
+
+    def respond(request: Received) -> Answer:
+        hangs = request.body["session_id"] == "S0" and request.body["type"] == "SessionStarted"
+        return Answer(204, delay_s=30.0 if hangs else 0.0)
+
+    receiver.respond = respond
+    async with dispatching(source, subscribed(receiver, max_in_flight=1, timeout_s=60.0)):
+        await source.add("S0", 2)
+        for session in range(1, 4):
+            await source.add(f"S{session}", 2)
+        others = {i for i in source.event_ids() if not i.startswith("evt_S0_")}
+        await wait_for(lambda: others <= receiver.delivered_ids(), timeout_s=20)
+    # S0's own messages wait behind the hung attempt: order within a session holds.
+    assert {r.webhook_id for r in receiver.requests if r.webhook_id.startswith("evt_S0_")} == {
+        "evt_S0_started"
+    }
+    assert order_violations(receiver.requests, seqs_by_session(source.path)) == []
