@@ -26,11 +26,12 @@ from archiver.gws.models import SmsSession
 from archiver.instants import parse_instant, utc_now
 from archiver.poller import history_check
 from archiver.state import PollStats
-from archiver.store.writer import ArchiveWriter, HistoryCheck, Page
+from archiver.store.writer import ArchiveWriter, HistoryCheck, Page, ViewChange
 
 log = structlog.get_logger()
 
 BACKFILLED = "backfilled"  # the end reason of a session archived from history alone
+HISTORY_VIEW = "history"  # the left_reason of a view known only from an agent's history
 # How many accounts one look-up tries before it counts as unavailable (each may wait wait_s).
 ACCOUNTS_PER_LOOK_UP = 2
 DUE_PER_ROUND = 50
@@ -108,13 +109,20 @@ class Reconciler:
             except GwsError as exc:
                 log.info("history_sweep_failed", account=account, error=str(exc))
                 continue
-            over = [summary.session_id for summary in found if summary.over]
-            known = await self.writer.session_states(over)
+            over = {summary.session_id: summary for summary in found if summary.over}
+            known = await self.writer.session_states(list(over))
             missed = [session_id for session_id in over if session_id not in known]
             for outcome in await reconcile_sessions(self.writer, self.reader, self.config, missed):
                 if outcome.status == BACKFILLED:
                     self.stats.backfilled += 1
                     log.warning("session_backfilled", session_id=outcome.session_id)
+            # An account that had the session while no list read showed it (the daemon was
+            # down, or the view lasted between two reads) is recorded from its history too.
+            ended = [sid for sid, state in known.items() if state.ended_at is not None]
+            for session_id in await self.writer.unviewed(account, ended):
+                change = ViewChange(account, over[session_id].state, HISTORY_VIEW)
+                state = known[session_id]
+                await self.writer.store_page(Page(account, state.snapshot(), views=[change]))
 
 
 async def check_session(

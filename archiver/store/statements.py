@@ -8,6 +8,7 @@ of a session (``session_views``), record conflicts and add lifecycle events.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,6 +163,20 @@ def late_view(txn: Txn, state: SessionState, change: ViewChange) -> None:
             change.left or "ended",
         ),
     )
+
+
+def unviewed(conn: sqlite3.Connection, account: str, session_ids: Sequence[str]) -> list[str]:
+    """Those sessions ``account`` has no recorded view of."""
+    seen: set[str] = set()
+    for start in range(0, len(session_ids), 500):
+        chunk = session_ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT session_id FROM session_views WHERE account = ? AND session_id IN ({marks})",
+            (account, *chunk),
+        )
+        seen.update(row[0] for row in rows)
+    return [session_id for session_id in session_ids if session_id not in seen]
 
 
 def record_conflict(txn: Txn, state: SessionState, message: Message) -> None:

@@ -22,7 +22,7 @@ from archiver.store.db import DEFAULT_BUSY_TIMEOUT_S, DatabaseThread
 from archiver.store.ingest import Ingest, Page, PageResult, record_malformed
 from archiver.store.reconciliation import HistoryCheck, due_reconciliations, unreconciled
 from archiver.store.sessions import SessionState
-from archiver.store.statements import ViewChange
+from archiver.store.statements import ViewChange, unviewed
 
 __all__ = [
     "ArchiveWriter",
@@ -140,3 +140,7 @@ class ArchiveWriter(Resource):
     async def unreconciled(self, since: str | None = None) -> list[str]:
         """Ended sessions (since ``since``) whose check against history is not final."""
         return await self._db.run(unreconciled, since)
+
+    async def unviewed(self, account: str, session_ids: Sequence[str]) -> list[str]:
+        """Those sessions ``account`` has no recorded view of."""
+        return await self._db.run(unviewed, account, list(session_ids))

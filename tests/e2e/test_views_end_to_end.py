@@ -168,8 +168,10 @@ async def test_handoffs_under_faults_and_kills_lose_nothing(tmp_path: Path) -> N
         async with daemon_process(config, log, archive):
             await sim.scenario_finished()
             await wait_for(lambda: ended_sessions(archive) == scenario.sessions, 100)
+            # A view that lived only while the daemon was down is learnt from agent history.
+            handled = await handled_by(sim)
+            await wait_for(lambda: recorded_accounts(archive) == handled, 30)
         truth = sim.truth()
-        handled = await handled_by(sim)
 
     result = compare(archive, truth)
     assert result.exact, result

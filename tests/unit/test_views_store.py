@@ -121,3 +121,17 @@ async def test_a_late_check_fills_without_message_events(writer: ArchiveWriter) 
     assert filled == [("message 2",)]
     assert query(writer.path, "SELECT status, attempts FROM reconciliations") == [("filled", 2)]
     assert await writer.due_reconciliations("2026-01-01T00:00:01.000Z", 10) == []
+
+
+async def test_views_known_only_from_history_are_found_and_kept(writer: ArchiveWriter) -> None:
+    """`unviewed` names the ended sessions an account has no view of; recording one is once."""
+    await writer.store_page(Page("agent1", SESSION, [message(1)], end_reason="final_state"))
+    assert await writer.unviewed("agent1", ["S1"]) == []
+    assert await writer.unviewed("agent2", ["S1", "S9"]) == ["S1", "S9"]
+    learnt = [ViewChange("agent2", "Completed", "history")]
+    await writer.store_page(Page("agent2", SESSION, views=learnt))
+    assert await writer.unviewed("agent2", ["S1"]) == []
+    assert query(writer.path, "SELECT account, left_reason FROM session_views") == [
+        ("agent1", "ended"),
+        ("agent2", "history"),
+    ]
