@@ -31,7 +31,7 @@ from archiver.gws.transport import GwsHost
 from archiver.hooks.dispatcher import HookDispatcher
 from archiver.instance_lock import InstanceLock
 from archiver.pacing import Pacing, PageSlots
-from archiver.reconcile import HistoryReader, Reconciler
+from archiver.reconcile import HistoryReader, Reconciler, history_clients
 from archiver.state import DaemonState, FailureState
 from archiver.store.reader import ArchiveReader
 from archiver.store.retention import purge_expired
@@ -139,11 +139,7 @@ class Daemon:
                         )
                     push = config.push if config.push.enabled else None
                     reconcile = config.reconcile if config.reconcile.enabled else None
-                    histories = {
-                        client.account.username: HistoryClient(client, wait_s=reconcile.wait_s)
-                        for client in clients
-                        if reconcile is not None
-                    }
+                    histories = history_clients(clients, reconcile) if reconcile else {}
                     history = HistoryReader(histories) if reconcile is not None else None
                     directory = SessionDirectory(
                         writer=writer,

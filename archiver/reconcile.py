@@ -21,6 +21,7 @@ import structlog
 
 from archiver.config import ReconcileConfig
 from archiver.errors import GwsError
+from archiver.gws.client import GwsClient
 from archiver.gws.history import HistoryClient, HistoryUnavailable, InteractionContent
 from archiver.gws.models import SmsSession
 from archiver.instants import parse_instant, utc_now
@@ -35,6 +36,16 @@ HISTORY_VIEW = "history"  # the left_reason of a view known only from an agent's
 # How many accounts one look-up tries before it counts as unavailable (each may wait wait_s).
 ACCOUNTS_PER_LOOK_UP = 2
 DUE_PER_ROUND = 50
+
+
+def history_clients(
+    clients: Iterable[GwsClient], config: ReconcileConfig
+) -> dict[str, HistoryClient]:
+    """One history client per account, waiting on the configured channel for its results."""
+    return {
+        client.account.username: HistoryClient(client, wait_s=config.wait_s, channel=config.channel)
+        for client in clients
+    }
 
 
 class HistoryReader:

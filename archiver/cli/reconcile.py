@@ -26,7 +26,13 @@ from archiver.gws.history import HistoryClient
 from archiver.instance_lock import InstanceLock
 from archiver.instants import format_instant, parse_instant
 from archiver.logs import configure_logging
-from archiver.reconcile import HistoryReader, Outcome, history_since, reconcile_sessions
+from archiver.reconcile import (
+    HistoryReader,
+    Outcome,
+    history_clients,
+    history_since,
+    reconcile_sessions,
+)
 from archiver.store.writer import ArchiveWriter
 
 
@@ -84,7 +90,7 @@ async def _reconcile(
             for account in config.gws.accounts:
                 client = await stack.enter_async_context(GwsClient(host, account))
                 user_ids[account.username] = await client.user_id()
-                history = HistoryClient(client, wait_s=config.reconcile.wait_s)
+                (history,) = history_clients([client], config.reconcile).values()
                 histories[account.username] = history
                 listener = cometd_listener(client, config, history=history)
                 listeners.append(asyncio.create_task(listener.run()))

@@ -135,3 +135,20 @@ async def test_views_known_only_from_history_are_found_and_kept(writer: ArchiveW
         ("agent1", "ended"),
         ("agent2", "history"),
     ]
+
+
+def test_history_clients_wait_on_the_configured_channel() -> None:
+    """A site's own [reconcile] channel is the one results are awaited on, per account."""
+    from archiver.config import ReconcileConfig
+    from archiver.gws.client import GwsClient, GwsHost
+    from archiver.reconcile import history_clients
+    from tests.support import daemon_config
+
+    config = daemon_config("http://127.0.0.1:1", Path("unused.sqlite3"), agents=2)
+    host = GwsHost(config.gws)
+    clients = [GwsClient(host, account) for account in config.gws.accounts]
+    made = history_clients(clients, ReconcileConfig(channel="/v2/ucs/site-results"))
+    assert {name: h.channel for name, h in made.items()} == {
+        "agent1": "/v2/ucs/site-results",
+        "agent2": "/v2/ucs/site-results",
+    }
