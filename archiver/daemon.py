@@ -147,7 +147,7 @@ class Daemon:
                         rng=random.Random(self._rng.random()),
                         page_slots=PageSlots(config.gws.max_concurrent_requests),
                         reconcile=reconcile,
-                        read_history=history.content if history is not None else None,
+                        read_history=history.at_end if history is not None else None,
                     )
                     self.accounts = [
                         AccountPoller(

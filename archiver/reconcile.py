@@ -54,17 +54,24 @@ class HistoryReader:
     def __init__(self, clients: Mapping[str, HistoryClient]) -> None:
         self.clients = dict(clients)
 
-    async def content(self, session_id: str, prefer: Sequence[str] = ()) -> InteractionContent:
-        """The session's saved log, read through a preferred account first."""
+    async def content(
+        self, session_id: str, prefer: Sequence[str] = (), *, tries: int = ACCOUNTS_PER_LOOK_UP
+    ) -> InteractionContent:
+        """The session's saved log, read through a preferred account first (``tries`` at most)."""
         order = [a for a in prefer if a in self.clients]
         order += [a for a in self.clients if a not in order]
         failure: HistoryUnavailable | None = None
-        for account in order[:ACCOUNTS_PER_LOOK_UP]:
+        for account in order[:tries]:
             try:
                 return await self.clients[account].content(session_id)
             except HistoryUnavailable as exc:
                 failure = exc
         raise failure or HistoryUnavailable("no configured account reads Interaction History")
+
+    async def at_end(self, session_id: str, prefer: Sequence[str]) -> InteractionContent:
+        """The look-up made as a session ends: one account, so ``SessionEnded`` waits at most
+        ``wait_s`` for history; what it cannot answer, the Reconciler asks again later."""
+        return await self.content(session_id, prefer, tries=1)
 
 
 @dataclass(frozen=True, slots=True)

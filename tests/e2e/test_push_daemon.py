@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from archiver.config import Config, PollConfig, PushConfig, ServerConfig
+from archiver.config import Config, PollConfig, PushConfig, ReconcileConfig, ServerConfig
 from archiver.daemon import Daemon
 from gws_simulator import FaultRates, Scenario, Simulator, SimulatorOptions
 from tests.support import (
@@ -35,7 +35,11 @@ def push_config(base_url: str, archive: Path, *, safety_interval_s: float = 60) 
     config = daemon_config(base_url, archive, agents=2)
     push = PushConfig(enabled=True, safety_interval_s=safety_interval_s, network_delay_s=2)
     server = ServerConfig(listen="127.0.0.1:0")
-    return dataclasses.replace(config, poll=SLOW_POLL, push=push, server=server)
+    # Results of history look-ups ride on the same lossy notifications: wait 2 s for each.
+    reconcile = ReconcileConfig(wait_s=2.0, retry_s=1.0)
+    return dataclasses.replace(
+        config, poll=SLOW_POLL, push=push, server=server, reconcile=reconcile
+    )
 
 
 @pytest.fixture
