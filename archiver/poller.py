@@ -308,7 +308,6 @@ class SessionPoller:
             return
         if now < self._next_history_check and not (completed or expired):
             return
-        self._next_history_check = now + self.reconcile.retry_s
         accounts = tuple(view.viewer.account for view in reversed(self.views.values()))
         try:
             content = await self.read_history(self.session.id, accounts)
@@ -323,6 +322,8 @@ class SessionPoller:
                 return
             self.stats.history_checks["in_process"] += 1
             detail = f"Interaction History shows it {content.state or 'not over'}"
+        # Counted from the answer (a look-up may wait wait_s): checks are retry_s apart.
+        self._next_history_check = time.monotonic() + self.reconcile.retry_s
         if completed or expired:
             retry_at = utc_now(self.reconcile.retry_s)
             check = HistoryCheck(None, detail=detail, retry_at=retry_at)
@@ -425,4 +426,4 @@ class SessionPoller:
         deadline = (self._away_since or now) + self.poll.away_timeout_s
         if self.read_history is not None:
             deadline = min(deadline, self._next_history_check)
-        return max(self.poll.min_interval_s, deadline - now)
+        return max(0.0, deadline - now)

@@ -139,6 +139,32 @@ async def test_a_queued_session_comes_back_as_the_same_session(tmp_path: Path) -
     assert query(archive, "SELECT account FROM sessions") == [("agent3",)]
 
 
+async def test_an_away_session_asks_history_every_retry_s_whatever_the_poll_interval(
+    tmp_path: Path,
+) -> None:
+    """Away from every view, history is asked again every ``retry_s``: with session reads
+    paced at ten minutes, a session ended while queued still ends at its next check."""
+    archive = tmp_path / "archive.sqlite3"
+    async with Simulator(SimulatorOptions(agents=1, seed=7, scenario=None)) as sim:
+        config = daemon_config(sim.base_url, archive, agents=1)
+        slow = dataclasses.replace(config.poll, min_interval_s=600, max_interval_s=600)
+        quick = ReconcileConfig(wait_s=1.0, retry_s=0.2)
+        daemon = Daemon(dataclasses.replace(config, poll=slow, reconcile=quick))
+        async with daemon_running(daemon):
+            sid = (await admin(sim, "POST", "sessions", {"account": "agent1"}))["session_id"]
+            await admin(sim, "POST", f"sessions/{sid}/messages", {"text": "queue me"})
+            await wait_for(lambda: count(archive, "SELECT count(*) FROM messages") == 1)
+            await admin(sim, "POST", f"sessions/{sid}/queue")
+            await wait_for(lambda: daemon.stats.history_checks["in_process"] >= 2)
+            await admin(sim, "POST", f"sessions/{sid}/end")
+            await wait_for(lambda: ended_sessions(archive) == 1)
+        truth = sim.truth()
+
+    assert compare(archive, truth).exact
+    assert lifecycle_problems(archive) == []
+    assert daemon.stats.ended_by == {"history_over": 1}
+
+
 async def test_handoffs_under_faults_and_kills_lose_nothing(tmp_path: Path) -> None:
     """Transfers, conferences, consults and queue returns, 20% faults and 3 SIGKILLs: every
     message once, one start and one end per session, no message event after the end, and
