@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import structlog
@@ -172,8 +172,10 @@ class AccountPoller:
         rng: random.Random | None = None,
         page_slots: PageSlots | None = None,
         directory: SessionDirectory | None = None,
+        on_listed: Callable[[Sequence[SmsSession]], None] | None = None,
     ) -> None:
         self.client = client
+        self.on_listed = on_listed  # told of every list read (team mode accepts invitations)
         self.account = client.account.username
         self.writer = writer
         self.pacing = pacing
@@ -276,6 +278,8 @@ class AccountPoller:
                     log.warning("malformed_session", account=self.account, problem=rejected.problem)
         listed = {session.id for session in listing.sessions}
         await self.directory.listed(self.viewer, listing.sessions)
+        if self.on_listed is not None:
+            self.on_listed(listing.sessions)
         for session_id in self._listed - listed:
             poller = self.directory.live(session_id)
             view = poller.views.get(self.account) if poller is not None else None

@@ -23,6 +23,7 @@ from archiver import __version__
 from archiver.accounts import AccountPoller, SessionDirectory
 from archiver.config import Config
 from archiver.config_dump import config_digest
+from archiver.errors import ArchiverError, TeamRefusedError
 from archiver.feed import EventFeed, EventHandler
 from archiver.gws.client import GwsClient
 from archiver.gws.history import HistoryClient
@@ -37,6 +38,7 @@ from archiver.store.reader import ArchiveReader
 from archiver.store.retention import purge_expired
 from archiver.store.runs import RunRecorder
 from archiver.store.writer import ArchiveWriter
+from archiver.team import TeamMonitor
 
 if TYPE_CHECKING:
     from archiver.server import StatusServer
@@ -63,6 +65,8 @@ class Daemon:
         self.accounts: list[AccountPoller] = []
         self.pushes: list[PushClient] = []
         self.server: StatusServer | None = None
+        self.team: TeamMonitor | None = None
+        self.directory: SessionDirectory | None = None
         self._subscriptions: list[Subscription] = []
         self._rng = random.Random(seed)
         self._started = asyncio.Event()
@@ -100,13 +104,33 @@ class Daemon:
                 )
             )
             listening = config.push.enabled or config.reconcile.enabled
-            held = len(config.gws.accounts) if listening else 0
+            held = len(config.accounts) if listening else 0
             host = GwsHost(config.gws, reserved_connections=held)
             self.state.host = host
             stack.push_async_callback(host.close)
             clients = []
-            for account in config.gws.accounts:
+            for account in config.accounts:
                 clients.append(await stack.enter_async_context(GwsClient(host, account)))
+            push = config.push if config.push.enabled else None
+            reconcile = config.reconcile if config.reconcile.enabled else None
+            histories = history_clients(clients, reconcile) if reconcile else {}
+            history = HistoryReader(histories) if reconcile is not None else None
+            directory = self.directory = SessionDirectory(
+                writer=writer,
+                stats=self.stats,
+                rng=random.Random(self._rng.random()),
+                page_slots=PageSlots(config.gws.max_concurrent_requests),
+                reconcile=reconcile,
+                read_history=history.at_end if history is not None else None,
+            )
+            team = self._team(clients[-1], writer, directory) if config.team else None
+            if team is not None:
+                try:
+                    await team.start()
+                except TeamRefusedError:
+                    raise
+                except ArchiverError as exc:  # GWS not answering yet: team.run tries again
+                    log.warning("team_start_failed", supervisor=team.supervisor, error=str(exc))
             await stack.enter_async_context(
                 RunRecorder(
                     config.archive.path,
@@ -137,18 +161,6 @@ class Daemon:
                         tasks.create_task(
                             feed.subscribe(sub.handler, types=sub.types, session_id=sub.session_id)
                         )
-                    push = config.push if config.push.enabled else None
-                    reconcile = config.reconcile if config.reconcile.enabled else None
-                    histories = history_clients(clients, reconcile) if reconcile else {}
-                    history = HistoryReader(histories) if reconcile is not None else None
-                    directory = SessionDirectory(
-                        writer=writer,
-                        stats=self.stats,
-                        rng=random.Random(self._rng.random()),
-                        page_slots=PageSlots(config.gws.max_concurrent_requests),
-                        reconcile=reconcile,
-                        read_history=history.at_end if history is not None else None,
-                    )
                     self.accounts = [
                         AccountPoller(
                             client=client,
@@ -156,9 +168,12 @@ class Daemon:
                             pacing=Pacing(config.poll, push),
                             stats=self.stats,
                             directory=directory,
+                            on_listed=team.listed if team and client is clients[-1] else None,
                         )
                         for client in clients
                     ]
+                    if team is not None:
+                        tasks.create_task(team.run(), name="team")
                     self.state.accounts.extend(self.accounts)
                     tasks.create_task(directory.run(), name="sessions")
                     for poller in self.accounts:
@@ -174,7 +189,12 @@ class Daemon:
                             self.state.pushes.append(self.pushes[-1])
                             tasks.create_task(self.pushes[-1].run(), name=f"push-{poller.account}")
                     if history is not None and reconcile is not None:
-                        reconciler = Reconciler(writer, history, reconcile, self.stats)
+                        sweep_team = (
+                            (lambda: (team.supervisor, team.monitored_ids())) if team else None
+                        )
+                        reconciler = Reconciler(
+                            writer, history, reconcile, self.stats, team=sweep_team
+                        )
                         tasks.create_task(reconciler.run(), name="reconciler")
                     tasks.create_task(hooks.run(), name="hooks")
                     if config.archive.retain_days is not None:
@@ -183,6 +203,24 @@ class Daemon:
                     self._started.set()
             finally:
                 log.info("daemon_stopped", **self.stats.fields())
+
+    def _team(
+        self, supervisor: GwsClient, writer: ArchiveWriter, directory: SessionDirectory
+    ) -> TeamMonitor:
+        """Team mode's monitor on the supervisor's client (the last one)."""
+        config = self.config
+        assert config.team is not None
+        # A session the supervisor was given shows in its list within a list read or two.
+        grace_s = 2 * Pacing(config.poll).list_interval() + 1.0
+        self.team = TeamMonitor(
+            supervisor,
+            config.team,
+            writer=writer,
+            directory=directory,
+            stats=self.stats,
+            grace_s=grace_s,
+        )
+        return self.team
 
     async def _retain(self, retain_days: float) -> None:
         """Purge expired sessions now and every ``retention_interval_s``; failures are retried."""

@@ -109,3 +109,11 @@ class InstanceLockedError(ArchiverError):
 
 class SchemaTooNewError(StoreError):
     """Raised when the archive's schema version is newer than this code knows."""
+
+
+class ForbiddenOperationError(ArchiverError):
+    """Raised, before anything is sent, for an operation gws-archiver must never send."""
+
+
+class TeamRefusedError(ArchiverError):
+    """Raised at start when the team-mode supervisor cannot monitor anyone (a role missing)."""

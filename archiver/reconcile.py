@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -92,11 +92,14 @@ class Reconciler:
         reader: HistoryReader,
         config: ReconcileConfig,
         stats: PollStats,
+        team: Callable[[], tuple[str, Sequence[str]]] | None = None,
     ) -> None:
         self.writer = writer
         self.reader = reader
         self.config = config
         self.stats = stats
+        # Team mode: the supervisor account and the agents whose history it sweeps too.
+        self.team = team
         self._user_ids: dict[str, str] = {}
 
     async def run(self) -> None:
@@ -116,31 +119,45 @@ class Reconciler:
 
     async def sweep(self) -> None:
         """Archive the sessions history has (today and yesterday) that no list ever showed."""
-        today = datetime.now(UTC).date()
         for account, client in self.reader.clients.items():
             try:
                 if account not in self._user_ids:
                     self._user_ids[account] = await client.client.user_id()
-                found = await client.agent_history(
-                    self._user_ids[account], today - timedelta(days=1), today
-                )
             except GwsError as exc:
                 log.info("history_sweep_failed", account=account, error=str(exc))
                 continue
-            over = {summary.session_id: summary for summary in found if summary.over}
-            known = await self.writer.session_states(list(over))
-            missed = [session_id for session_id in over if session_id not in known]
-            for outcome in await reconcile_sessions(self.writer, self.reader, self.config, missed):
-                if outcome.status == BACKFILLED:
-                    self.stats.backfilled += 1
-                    log.warning("session_backfilled", session_id=outcome.session_id)
-            # An account that had the session while no list read showed it (the daemon was
-            # down, or the view lasted between two reads) is recorded from its history too.
-            ended = [sid for sid, state in known.items() if state.ended_at is not None]
-            for session_id in await self.writer.unviewed(account, ended):
-                change = ViewChange(account, over[session_id].state, HISTORY_VIEW)
-                state = known[session_id]
-                await self.writer.store_page(Page(account, state.snapshot(), views=[change]))
+            await self._sweep_agent(account, self._user_ids[account], own=True)
+        if self.team is not None:
+            account, agent_ids = self.team()
+            for agent_id in agent_ids:
+                await self._sweep_agent(account, agent_id, own=False)
+
+    async def _sweep_agent(self, account: str, user_id: str, *, own: bool) -> None:
+        """Backfill what ``user_id``'s history has and the archive not, reading as ``account``;
+        ``own`` (the account's own history) records the views no list read showed, too."""
+        today = datetime.now(UTC).date()
+        client = self.reader.clients[account]
+        try:
+            found = await client.agent_history(user_id, today - timedelta(days=1), today)
+        except GwsError as exc:
+            log.info("history_sweep_failed", account=account, user_id=user_id, error=str(exc))
+            return
+        over = {summary.session_id: summary for summary in found if summary.over}
+        known = await self.writer.session_states(list(over))
+        missed = [session_id for session_id in over if session_id not in known]
+        for outcome in await reconcile_sessions(self.writer, self.reader, self.config, missed):
+            if outcome.status == BACKFILLED:
+                self.stats.backfilled += 1
+                log.warning("session_backfilled", session_id=outcome.session_id)
+        if not own:
+            return
+        # An account that had the session while no list read showed it (the daemon was
+        # down, or the view lasted between two reads) is recorded from its history too.
+        ended = [sid for sid, state in known.items() if state.ended_at is not None]
+        for session_id in await self.writer.unviewed(account, ended):
+            change = ViewChange(account, over[session_id].state, HISTORY_VIEW)
+            state = known[session_id]
+            await self.writer.store_page(Page(account, state.snapshot(), views=[change]))
 
 
 async def check_session(

@@ -45,6 +45,7 @@ class PollStats:
     history_checks: Counter[str] = field(default_factory=Counter)  # over, in_process, unavailable
     reconciled: Counter[str] = field(default_factory=Counter)  # final checks, per status
     backfilled: int = 0  # ended sessions no list showed, archived from history by the sweep
+    team: Counter[str] = field(default_factory=Counter)  # team mode: monitored, refused, gaps, ...
 
     def count_reconciled(self, events: Iterable[EventRow]) -> None:
         """Count the outcomes of the checks against Interaction History among ``events``."""

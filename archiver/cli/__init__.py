@@ -21,7 +21,7 @@ from archiver.cli.reconcile import add_reconcile_command
 from archiver.cli.service import add_service_commands
 from archiver.config import load_config
 from archiver.daemon import Daemon
-from archiver.errors import ArchiverError, ConfigError, InstanceLockedError
+from archiver.errors import ArchiverError, ConfigError, InstanceLockedError, TeamRefusedError
 from archiver.logs import configure_logging
 
 # Commands served by the packages beside the product, imported only when they are run.
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gws-archiver: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except InstanceLockedError as exc:
+    except (InstanceLockedError, TeamRefusedError) as exc:
         print(f"gws-archiver: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ArchiverError as exc:

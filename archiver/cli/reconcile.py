@@ -81,13 +81,13 @@ async def _reconcile(
         writer = await stack.enter_async_context(
             ArchiveWriter(config.archive.path, busy_timeout_s=config.archive.busy_timeout_s)
         )
-        host = GwsHost(config.gws, reserved_connections=len(config.gws.accounts))
+        host = GwsHost(config.gws, reserved_connections=len(config.accounts))
         stack.push_async_callback(host.close)
         histories: dict[str, HistoryClient] = {}
         user_ids: dict[str, str] = {}
         listeners: list[asyncio.Task[None]] = []
         try:
-            for account in config.gws.accounts:
+            for account in config.accounts:
                 client = await stack.enter_async_context(GwsClient(host, account))
                 user_ids[account.username] = await client.user_id()
                 (history,) = history_clients([client], config.reconcile).values()

@@ -98,6 +98,37 @@ class ReconcileConfig:
     sweep_s: float = 300.0  # how often history is asked for sessions no list ever showed
 
 
+TEAM_EXISTING = ("report", "intrude")
+
+
+@dataclass(frozen=True, slots=True)
+class TeamConfig:
+    """Team mode: one supervisor account monitors agents silently and archives their sessions.
+
+    Exactly one of ``agents`` (user names, resolved once through the contacts look-up),
+    ``agent_ids`` or ``all_agents`` names who is monitored.
+    """
+
+    username: str
+    password: Secret
+    agents: tuple[str, ...] = ()
+    agent_ids: tuple[str, ...] = ()
+    all_agents: bool = False
+    nickname: str | None = None  # the supervisor's name in Monitor requests (GWS's own if None)
+    existing: str = "report"  # sessions running before monitoring: report as gaps, or intrude
+    accept_invited: bool = True  # Accept a session the supervisor sees Invited with Accept
+    cancel_on_exit: bool = True  # cancel monitoring and leave the supervisor's sessions on exit
+    check_s: float = 60.0  # every agent's active sessions compared with what is archived
+    retry_min_s: float = 5.0  # a refused Monitor is retried after this, doubling ...
+    retry_max_s: float = 300.0  # ... up to this
+    exit_timeout_s: float = 10.0  # how long the cancel-and-leave on exit may take
+
+    @property
+    def account(self) -> Account:
+        """The supervisor as one more account whose list and messages are read."""
+        return Account(username=self.username, password=self.password)
+
+
 @dataclass(frozen=True, slots=True)
 class ArchiveConfig:
     """Where the SQLite archive lives."""
@@ -247,7 +278,14 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
+    team: TeamConfig | None = None  # None: team mode off
     source: str = "<defaults>"
+
+    @property
+    def accounts(self) -> tuple[Account, ...]:
+        """Every account read through: the configured agents, then the team supervisor."""
+        extra = (self.team.account,) if self.team is not None else ()
+        return self.gws.accounts + extra
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")

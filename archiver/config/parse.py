@@ -22,12 +22,13 @@ from archiver.config.model import (
     PollConfig,
     PushConfig,
     ReconcileConfig,
-    Secret,
     ServerConfig,
+    TeamConfig,
     redact_url,
 )
 from archiver.config.server import parse_server
 from archiver.config.table import TableReader
+from archiver.config.team import parse_team, password
 from archiver.errors import ConfigError
 
 
@@ -53,7 +54,7 @@ def parse_config(document: Mapping[str, Any], source: str, env: Mapping[str, str
     if "gws" not in document:
         raise root.fail("gws", "is required (the [gws] table with base_url and accounts)")
     config = Config(
-        gws=_parse_gws(root.sub("gws", GwsConfig), env),
+        gws=_parse_gws(root.sub("gws", GwsConfig), env, team="team" in document),
         poll=_parse_poll(root.sub("poll", PollConfig)),
         archive=_parse_archive(root.sub("archive", ArchiveConfig), Path(source).parent),
         log=_parse_log(root.sub("log", LogConfig)),
@@ -61,13 +62,17 @@ def parse_config(document: Mapping[str, Any], source: str, env: Mapping[str, str
         server=parse_server(root.sub("server", ServerConfig), env),
         hooks=parse_hooks(root.sub("hooks", HooksConfig), env),
         reconcile=_parse_reconcile(root.sub("reconcile", ReconcileConfig)),
+        team=parse_team(root.sub("team", TeamConfig), env),
         source=source,
     )
     root.finish()
+    agents = {account.username for account in config.gws.accounts}
+    if config.team is not None and config.team.username in agents:
+        raise root.fail("team.username", "is also in [[gws.accounts]]: configure it once")
     return config
 
 
-def _parse_gws(reader: TableReader, env: Mapping[str, str]) -> GwsConfig:
+def _parse_gws(reader: TableReader, env: Mapping[str, str], *, team: bool) -> GwsConfig:
     base_url = reader.get("base_url", str).rstrip("/")
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -81,9 +86,9 @@ def _parse_gws(reader: TableReader, env: Mapping[str, str]) -> GwsConfig:
         )
     if parts.query or parts.fragment:
         raise reader.fail("base_url", "must not have a query or fragment")
-    raw_accounts = reader.get("accounts", list)
-    if not raw_accounts:
-        raise reader.fail("accounts", "needs at least one [[gws.accounts]] entry")
+    raw_accounts = reader.get("accounts", list, [])
+    if not raw_accounts and not team:
+        raise reader.fail("accounts", "needs at least one [[gws.accounts]] entry (or a [team])")
     accounts = tuple(
         _parse_account(reader, position, item, env) for position, item in enumerate(raw_accounts)
     )
@@ -122,18 +127,9 @@ def _parse_account(
     username = reader.get("username", str)
     if not username:
         raise reader.fail("username", "must not be empty")
-    has_inline, has_env = "password" in item, "password_env" in item
-    if has_inline == has_env:
-        raise reader.fail("password_env", "set exactly one of password_env or password")
-    if has_env:
-        variable = reader.get("password_env", str)
-        if variable not in env:
-            raise reader.fail("password_env", f"environment variable {variable} is not set")
-        password = env[variable]
-    else:
-        password = reader.get("password", str)
+    account = Account(username=username, password=password(reader, env))
     reader.finish()
-    return Account(username=username, password=Secret(password))
+    return account
 
 
 def _parse_poll(reader: TableReader) -> PollConfig:

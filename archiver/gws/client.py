@@ -19,7 +19,13 @@ import orjson
 import structlog
 
 from archiver.config import Account
-from archiver.errors import AuthError, GwsError, ProtocolError, UndecodableError
+from archiver.errors import (
+    AuthError,
+    ForbiddenOperationError,
+    GwsError,
+    ProtocolError,
+    UndecodableError,
+)
 from archiver.gws.backoff import retryable, retrying
 from archiver.gws.models import (
     Malformed,
@@ -51,6 +57,40 @@ log = structlog.get_logger()
 T = TypeVar("T")
 
 API = "/api/v2"
+
+# Every operation gws-archiver may send (README, "Read-only by construction"): team mode's
+# silent supervision, the contact-centre session where a site needs one, and Interaction History
+# reads. Anything else is refused before it is sent, whatever code path asks for it.
+ALLOWED_OPERATIONS = frozenset(
+    {
+        "Monitor",
+        "CancelSupervisorMonitoring",
+        "Intrude",
+        "Accept",
+        "Leave",
+        "StartContactCenterSession",
+        "GetInteractionContent",
+        "RetrieveAgentHistory",
+    }
+)
+# Monitoring and intrusion stay silent: never Coach or BargeIn visibility.
+SILENT_MODES = {
+    "Monitor": ("supervisorMonitoringMode", ("AllChats", "NextChat")),
+    "Intrude": ("supervisorVisibilityMode", ("Monitor",)),
+}
+
+
+def check_operation(body: object) -> None:
+    """Raise ForbiddenOperationError unless ``body`` is an allowed, silent operation."""
+    operation = body.get("operationName") if isinstance(body, Mapping) else None
+    if operation not in ALLOWED_OPERATIONS:
+        raise ForbiddenOperationError(f"refused to send operation {operation!r}")
+    assert isinstance(body, Mapping)
+    if operation in SILENT_MODES:
+        key, silent = SILENT_MODES[operation]
+        if body.get(key) not in silent:
+            shown = body.get(key)
+            raise ForbiddenOperationError(f"refused to send {operation} with {key} {shown!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +138,8 @@ class GwsClient(Resource):
         # was already handled by whoever re-logged in since.
         self._auth_generation = 0
         self._auth_lock = asyncio.Lock()
+        # Called after every re-login: a new HTTP session (team mode monitors again then).
+        self.on_renewed: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"GwsClient({self.base_url!r}, account={self.account.username!r})"
@@ -201,8 +243,11 @@ class GwsClient(Resource):
         """One request with retries (tenacity) and one re-login per burst of auth failures.
 
         ``json``, when given, is sent as the JSON body; every attempt sends it again, so only
-        requests that are safe to repeat (GWS reads, UCS queries) may carry one here.
+        requests that are safe to repeat may carry one here, and only an operation
+        :func:`check_operation` allows.
         """
+        if json is not None:
+            check_operation(json)
         body = None if json is None else orjson.dumps(json)
         try:
             return await self._attempt(method, path, params, body)
@@ -241,6 +286,8 @@ class GwsClient(Resource):
             self.transport.forget_cookies()
             await self._request("GET", f"{API}/me")
             self._auth_generation += 1
+            if self.on_renewed is not None:
+                self.on_renewed()
 
     async def _request(
         self,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -85,6 +85,7 @@ class Message:
     visibility: str | None
     sent_at: str | None
     raw_json: str
+    from_user_id: str | None = None  # an agent sender's GWS user id (from.path or from.uri)
 
     @property
     def known_type(self) -> bool:
@@ -118,6 +119,8 @@ class SmsSession:
     state: str | None
     participants_json: str
     user_data_json: str
+    # What this viewer may do with it (Accept while Invited): not archived, not compared.
+    capabilities: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def final(self) -> bool:
@@ -168,7 +171,20 @@ def _parse_message(obj: object) -> Message:
         visibility=_optional_str(obj.get("visibility")),
         sent_at=_sent_at(obj),
         raw_json=dumps(obj),
+        from_user_id=_user_id(sender) if sender.get("type") == "Agent" else None,
     )
+
+
+_USER_PATH = re.compile(r"/users/([^/?#]{1,128})")
+
+
+def _user_id(sender: Mapping[str, Any]) -> str | None:
+    """The user id in an agent sender's ``path`` (``/users/{id}``) or ``uri``."""
+    for key in ("path", "uri"):
+        value = sender.get(key)
+        if isinstance(value, str) and (match := _USER_PATH.search(value)):
+            return match.group(1)
+    return None
 
 
 def parse_session(obj: object) -> SmsSession:
@@ -196,7 +212,14 @@ def _parse_session(obj: object) -> SmsSession:
         state=state if state is None or len(state) <= MAX_ID_LENGTH else None,
         participants_json=_json_or(participants if isinstance(participants, list) else [], "[]"),
         user_data_json=_json_or(user_data if isinstance(user_data, Mapping) else {}, "{}", True),
+        capabilities=_capabilities(obj.get("capabilities")),
     )
+
+
+def _capabilities(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(item for item in value[:64] if isinstance(item, str) and len(item) <= 64)
 
 
 def _guarded(parse: Callable[[object], T], what: str, obj: object) -> T:

@@ -156,6 +156,12 @@ class Transport(Resource):
             )
         return self._http
 
+    def session_cookie(self) -> str | None:
+        """The server's HTTP session id (JSESSIONID) held now, if any."""
+        if self._http is None:
+            return None
+        return next((c.value for c in self._http.cookie_jar if c.key.upper() == "JSESSIONID"), None)
+
     def forget_cookies(self) -> None:
         """Drop the session cookies, so the next request starts a new server session."""
         if self._http is not None:
@@ -263,6 +269,8 @@ def endpoint_name(path: str) -> str:
     """A short, bounded name for a GWS path (a metrics label): me, sessions, session, messages."""
     if path.endswith("/messages"):
         return "messages"
+    if "/users/" in path:
+        return "supervision"  # team mode: monitoring, an agent's sessions, Intrude
     if path.endswith("/smssessions"):
         return "sessions"
     if "/smssessions/" in path:

@@ -136,6 +136,13 @@ class DaemonCollector:
             stats.reconciled,
         )
         yield _counter_by(
+            "team",
+            "Team mode: monitor (accepted by GWS), refused, renewed (monitoring again after a new"
+            " HTTP session), gap, intruded, accepted, left, cancelled.",
+            "event",
+            stats.team,
+        )
+        yield _counter_by(
             "history_checks",
             "Interaction History look-ups at a session's end: over, in_process, unavailable.",
             "result",

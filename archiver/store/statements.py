@@ -8,7 +8,7 @@ of a session (``session_views``), record conflicts and add lifecycle events.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +87,9 @@ def insert_fresh(
         "INSERT INTO messages_fts (rowid, text) SELECT rowid, text FROM messages WHERE rowid > ?",
         (last_rowid,),
     )
+    senders = {m.from_user_id for m in fresh if m.from_user_id is not None}
+    if senders:
+        record_agents(conn, state.session_id, senders, txn.now, "message")
     for message in fresh:
         if state.ended_at is None:
             row = message_event_row(
@@ -195,3 +198,15 @@ def add_session_event(
         cls, txn.next_seq(), kind, txn.now, state.account, state.snapshot(), **extra
     )
     txn.events.append(row)
+
+
+def record_agents(
+    conn: sqlite3.Connection, session_id: str, agent_ids: Iterable[str], now: str, source: str
+) -> None:
+    """Record that these agents handled the session (seen now, through ``source``)."""
+    conn.executemany(
+        "INSERT INTO session_agents (session_id, agent_id, first_seen_at, last_seen_at, source)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id, agent_id)"
+        " DO UPDATE SET last_seen_at = excluded.last_seen_at",
+        [(session_id, agent_id, now, now, source) for agent_id in sorted(agent_ids)],
+    )

@@ -12,21 +12,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from archiver.errors import StoreError
 from archiver.events import EventRow
 from archiver.gws.models import Malformed
+from archiver.instants import utc_now
 from archiver.lifecycle import Resource
-from archiver.store.db import DEFAULT_BUSY_TIMEOUT_S, DatabaseThread
+from archiver.store.db import DEFAULT_BUSY_TIMEOUT_S, DatabaseThread, transaction
 from archiver.store.ingest import Ingest, Page, PageResult, record_malformed
 from archiver.store.reconciliation import HistoryCheck, due_reconciliations, unreconciled
 from archiver.store.sessions import SessionState
 from archiver.store.statements import ViewChange, unviewed
+from archiver.store.team import GapRow, agent_state, known_gaps, record_agents, record_gap
 
 __all__ = [
     "ArchiveWriter",
     "EventRow",
+    "GapRow",
     "HistoryCheck",
     "Malformed",
     "Page",
@@ -144,3 +148,23 @@ class ArchiveWriter(Resource):
     async def unviewed(self, account: str, session_ids: Sequence[str]) -> list[str]:
         """Those sessions ``account`` has no recorded view of."""
         return await self._db.run(unviewed, account, list(session_ids))
+
+    async def record_agents(self, session_id: str, agent_ids: Sequence[str], source: str) -> None:
+        """Record that these agents handled the session, seen now through ``source``."""
+        work = partial(record_agents, session_id=session_id, agent_ids=list(agent_ids))
+        await self._db.run(transaction, partial(work, now=utc_now(), source=source))
+
+    async def agent_state(
+        self, agents: Sequence[tuple[str, str]], status: str, detail: str | None = None
+    ) -> None:
+        """Record team mode's monitoring status of these (agent id, user name) pairs."""
+        work = partial(agent_state, agents=list(agents), status=status, detail=detail)
+        await self._db.run(transaction, partial(work, now=utc_now()))
+
+    async def record_gap(self, gap: GapRow) -> bool:
+        """Record a session monitoring missed; True the first time for that session."""
+        return await self._db.run(transaction, partial(record_gap, gap=gap, now=utc_now()))
+
+    async def known_gaps(self) -> list[GapRow]:
+        """Every session recorded as a gap of team mode."""
+        return await self._db.run(known_gaps)
