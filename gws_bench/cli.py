@@ -57,6 +57,11 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument(
         "--push", action="store_true", help="live scenario with push mode on (CometD hints)"
     )
+    bench.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="skip the plain peers beside the daemon (live then takes about half as long)",
+    )
     bench.add_argument("--tiny", action="store_true", help="a smoke run of a few seconds")
     bench.add_argument(
         "--workdir",
@@ -81,6 +86,8 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
         settings = dataclasses.replace(settings, scenarios=(args.scenario,))
     if args.push:
         settings = dataclasses.replace(settings, push=True)
+    if args.no_peers:
+        settings = dataclasses.replace(settings, peers=False)
     return settings
 
 
@@ -93,6 +100,8 @@ def command_line(args: argparse.Namespace) -> str:
         words.append("--tiny")
     if args.push:
         words.append("--push")
+    if args.no_peers:
+        words.append("--no-peers")
     for option in _SIZES:
         value = getattr(args, option)
         if value is not None:
@@ -110,6 +119,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     # Imported here so that other commands do not load the bench (psutil, the ceilings).
     from gws_bench.processes import BenchError
     from gws_bench.runner import run_bench
+    from gws_bench.summary import side_by_side
 
     settings = settings_from(args)
     sizes = (settings.backlog_sessions, settings.backlog_messages, settings.live_sessions)
@@ -142,6 +152,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"command: {report.command}")
         print()
         print(report.table())
+        if comparison := side_by_side(report):
+            print()
+            print(comparison)
     return 0
 
 

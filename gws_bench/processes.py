@@ -135,7 +135,17 @@ class ChildProcess:
         """Raise BenchError, with the end of the log, if the child has exited."""
         if self._process is not None and self._process.poll() is not None:
             tail = self.log_path.read_text(errors="replace")[-2000:]
-            raise BenchError(f"`{' '.join(self.args[:1])}` exited: {tail}")
+            what = self.args[0] if self.module == "archiver" else self.module
+            raise BenchError(f"`{what}` exited: {tail}")
+
+    def wait_exit(self, timeout_s: float) -> int:
+        """Wait for the child to exit on its own; its exit status (BenchError on timeout)."""
+        if self._process is None:
+            raise BenchError("the process was not started")
+        try:
+            return self._process.wait(timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            raise BenchError(f"{self.log_path.name}: still running after {timeout_s} s") from exc
 
     def wait_for_log(self, pattern: re.Pattern[str], timeout_s: float) -> re.Match[str]:
         """Wait until a line of the log matches `pattern`; return the match."""

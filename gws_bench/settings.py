@@ -38,6 +38,8 @@ class BenchSettings:
             it has not grown for this long after the scenario stopped.
         seed: seed of the simulated contact centre.
         push: run the live scenario with push mode on (CometD notifications as poll hints).
+        peers: run the plain peers (`gws_bench.peers`) beside the daemon in ingest and live;
+            live then plays its scenario twice, once for the daemon and once for the peer.
         webhook_rate, webhook_s: events committed per second, and for how long, in the
             webhook scenario.
     """
@@ -58,6 +60,7 @@ class BenchSettings:
     stall_s: float = 30.0
     seed: int = 1
     push: bool = False
+    peers: bool = True
     webhook_rate: float = 1000.0
     webhook_s: float = 60.0
 

@@ -2,7 +2,8 @@
 
 The truth file has one JSON line per message the simulator created, with its `created_at`;
 the archive stamps every message with `archived_at`, taken as its page's transaction begins.
-Both are UTC with milliseconds, from the same machine clock.
+Both are UTC with milliseconds, from the same machine clock. `check_archive` reads the
+daemon's archive; `compare` takes rows from any archiver (the plain peers' files, too).
 """
 
 from __future__ import annotations
@@ -64,11 +65,7 @@ def truth_key(record: dict[str, Any]) -> Key:
 def check_archive(
     archive: Path, truth: Sequence[dict[str, Any]], *, fresh_after_s: float | None = None
 ) -> Check:
-    """Compare archive and truth.
-
-    For messages created after `fresh_after_s`, also their freshness, and for sessions whose
-    first message came after it, how long the daemon took to find them (`first_seen_at`).
-    """
+    """Compare the daemon's archive and the truth (see `compare`), events included."""
     conn = sqlite3.connect(f"file:{archive}?mode=ro", uri=True)
     try:
         rows = conn.execute(
@@ -83,9 +80,33 @@ def check_archive(
         ).fetchone()[0]
     finally:
         conn.close()
-    archived_at = {row[:5]: row[5] for row in rows}
+    return compare(
+        rows,
+        truth,
+        first_seen=first_seen,
+        duplicated_events=duplicated,
+        fresh_after_s=fresh_after_s,
+    )
+
+
+def compare(
+    rows: Sequence[Key],
+    truth: Sequence[dict[str, Any]],
+    *,
+    first_seen: dict[str, str] | None = None,
+    duplicated_events: int = 0,
+    fresh_after_s: float | None = None,
+) -> Check:
+    """Compare archived rows, `truth_key` fields then `archived_at`, with the truth.
+
+    For messages created after `fresh_after_s`, also their freshness, and for sessions whose
+    first message came after it, how long the archiver took to find them (`first_seen`, when
+    it records that: session id -> first_seen_at).
+    """
+    first_seen = first_seen or {}
+    archived_at = {tuple(row[:5]): row[5] for row in rows}
     expected = Counter(truth_key(record) for record in truth)
-    actual = Counter(row[:5] for row in rows)
+    actual = Counter(tuple(row[:5]) for row in rows)
     missing = expected - actual
     freshness, discovery = [], []
     if fresh_after_s is not None:
@@ -110,7 +131,7 @@ def check_archive(
         missing=sum(missing.values()),
         missing_sessions=len({key[0] for key in missing}),
         extra=sum((actual - expected).values()),
-        duplicated_events=int(duplicated),
+        duplicated_events=int(duplicated_events),
         freshness_s=freshness,
         discovery_s=discovery,
     )

@@ -19,13 +19,22 @@ Routes:
                                              (each of these six answers the session's views
                                              entry, as below)
     GET    /_sim/views                       {"sessions": [{"session_id", "accounts" (every
-                                              account that ever had a view, in order of first
-                                              view), "ended", "queued"}]}, every session ever
+                                              account that ever had a view, supervisors too, in
+                                              order of first view), "ended", "queued"}]}, every
+                                              session ever
     POST   /_sim/faults                      {rate or parameter name: number} -> current rates
     GET    /_sim/bayeux                      {"clients": [{clientId, account, subscriptions,
                                               queued, held}]}
     POST   /_sim/bayeux/expire               {"account"?} -> {"expired": n}: forget the
                                               account's (or every) CometD client
+    POST   /_sim/http-sessions/expire        {"account"?} -> {"expired": n}: end the account's
+                                              (or every) HTTP session, as a timeout would: its
+                                              JSESSIONID stops working (Basic auth still logs
+                                              in anew) and its supervisor monitoring ends
+    GET    /_sim/monitoring                  {"monitoring": {supervisor: [{"agent", "user_id",
+                                              "mode", "scope", "nickname"}]}}, every supervisor
+    GET    /_sim/requests                    {"requests": [{"account", "method", "path",
+                                              "operation"}]}: `Simulator.requests`
 
 Errors answer `{"error": "..."}` with HTTP 400 (bad input) or 404 (unknown session).
 """
@@ -39,7 +48,7 @@ import orjson
 from aiohttp import web
 
 from gws_simulator import handoffs
-from gws_simulator.app import json_response
+from gws_simulator.app import HTTP_SESSIONS_KEY, json_response
 from gws_simulator.sessions import Session, View
 
 if TYPE_CHECKING:
@@ -66,6 +75,9 @@ def add_admin_routes(app: web.Application, simulator: Simulator) -> None:
     router.add_post("/_sim/faults", set_faults)
     router.add_get("/_sim/bayeux", get_bayeux)
     router.add_post("/_sim/bayeux/expire", expire_bayeux)
+    router.add_post("/_sim/http-sessions/expire", expire_http_sessions)
+    router.add_get("/_sim/monitoring", get_monitoring)
+    router.add_get("/_sim/requests", get_requests)
 
 
 def _error(message: str, status: int = 400) -> web.Response:
@@ -255,6 +267,14 @@ async def set_faults(request: web.Request) -> web.Response:
     return json_response(orjson.dumps(dataclasses.asdict(faults.rates)))
 
 
+async def _account_of(request: web.Request) -> str | None:
+    """The optional `account` of an admin payload; ValueError if it names nobody."""
+    account = (await _payload(request)).get("account")
+    if account is not None and account not in request.app[SIMULATOR_KEY].world.accounts:
+        raise ValueError(f"unknown account {account!r}")
+    return account
+
+
 async def get_bayeux(request: web.Request) -> web.Response:
     """The live CometD clients."""
     clients = request.app[SIMULATOR_KEY].bayeux.clients()
@@ -265,10 +285,47 @@ async def expire_bayeux(request: web.Request) -> web.Response:
     """Forget CometD clients: their next (or held) connect answers 402 with handshake advice."""
     simulator = request.app[SIMULATOR_KEY]
     try:
-        payload = await _payload(request)
-        account = payload.get("account")
-        if account is not None and account not in simulator.world.accounts:
-            raise ValueError(f"unknown account {account!r}")
+        account = await _account_of(request)
     except ValueError as exc:
         return _error(str(exc))
     return json_response(orjson.dumps({"expired": simulator.bayeux.expire(account)}))
+
+
+async def expire_http_sessions(request: web.Request) -> web.Response:
+    """End HTTP sessions as a server-side timeout would; their monitoring ends with them."""
+    simulator = request.app[SIMULATOR_KEY]
+    try:
+        account = await _account_of(request)
+    except ValueError as exc:
+        return _error(str(exc))
+    expired = request.app[HTTP_SESSIONS_KEY].invalidate_account(account)
+    if account is not None:
+        # Also when no session was live: the account is logged out either way.
+        simulator.world.supervision.cancel_all(account)
+    return json_response(orjson.dumps({"expired": expired}))
+
+
+async def get_monitoring(request: web.Request) -> web.Response:
+    """Who each supervisor monitors, in order of Monitor."""
+    world = request.app[SIMULATOR_KEY].world
+    monitoring = {
+        name: [
+            {
+                "agent": agent,
+                "user_id": world.accounts[agent].user_id,
+                "mode": watch.mode,
+                "scope": watch.scope,
+                "nickname": watch.nickname,
+            }
+            for agent, watch in world.supervision.watches(name).items()
+        ]
+        for name, account in world.accounts.items()
+        if account.is_supervisor
+    }
+    return json_response(orjson.dumps({"monitoring": monitoring}))
+
+
+async def get_requests(request: web.Request) -> web.Response:
+    """The `/api/v2` requests received so far (the newest `request_log` of them)."""
+    requests = [record._asdict() for record in request.app[SIMULATOR_KEY].requests]
+    return json_response(orjson.dumps({"requests": requests}))

@@ -5,6 +5,9 @@ Decisions where gws-api.md is silent: statusCodes 1, 2 and 10 come with HTTP 400
 (input validation error); an unknown `operationName` answers 2 like any operation outside the
 session's capabilities; the resource URI form `/api/v2/smssessions/{id}` (no `/me`) and the
 single-s typo `smsessions` are served like the canonical `/api/v2/me/smssessions/{id}`.
+An HTTP session ends on EndContactCenterSession or by the admin API, never by a timeout (past
+50,000 the oldest are forgotten, ending nothing); its end ends the account's supervisor
+monitoring (logout, team notes B.1), not its CometD clients.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import binascii
 import secrets
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -24,13 +28,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 
+from gws_simulator.accounts import Account
 from gws_simulator.faults import INJECTOR_KEY, FaultInjector, fault_middleware
 from gws_simulator.hostile import WAF_PAGE, OddResponse, render_listed, session_list_poison
 from gws_simulator.operations import Outcome, perform
 from gws_simulator.sessions import Session, View
-from gws_simulator.stats import STATS_KEY, Stats, stats_middleware
+from gws_simulator.stats import STATS_KEY, RecordedRequest, Stats, stats_middleware
 from gws_simulator.wire import JSON_CONTENT_TYPE, envelope, status_body
-from gws_simulator.world import Account, World
+from gws_simulator.world import World
 
 VERSION = "8.5.200.50"
 _SESSIONS = "{collection:smss?essions}"
@@ -51,10 +56,14 @@ class HttpSession:
 
 
 class HttpSessions:
-    """JSESSIONID store, oldest evicted first so cookie-less clients cannot grow it forever."""
+    """JSESSIONID store, oldest evicted first so cookie-less clients cannot grow it forever.
 
-    def __init__(self) -> None:
+    `on_end` hears the account of each session invalidated (not of one evicted).
+    """
+
+    def __init__(self, on_end: Callable[[str], object] | None = None) -> None:
         self._sessions: OrderedDict[str, HttpSession] = OrderedDict()
+        self._on_end = on_end
 
     def open(self, account: str) -> HttpSession:
         """A new session for `account`."""
@@ -75,7 +84,16 @@ class HttpSessions:
 
     def invalidate(self, session_id: str) -> None:
         """End a session (EndContactCenterSession)."""
-        self._sessions.pop(session_id, None)
+        session = self._sessions.pop(session_id, None)
+        if session is not None and self._on_end is not None:
+            self._on_end(session.account)
+
+    def invalidate_account(self, account: str | None = None) -> int:
+        """End every session of `account` (None: of everyone); how many ended."""
+        ended = [s.id for s in self._sessions.values() if account in (None, s.account)]
+        for session_id in ended:
+            self.invalidate(session_id)
+        return len(ended)
 
 
 # The authenticated caller of the request being handled, set by `auth_middleware`; a context
@@ -99,11 +117,13 @@ def build_app(
     world: World, injector: FaultInjector, stats: Stats, *, csrf: bool
 ) -> web.Application:
     """The aiohttp application with the GWS routes (admin routes are added by `admin`)."""
-    app = web.Application(middlewares=[stats_middleware, fault_middleware, auth_middleware])
+    app = web.Application(
+        middlewares=[record_middleware, stats_middleware, fault_middleware, auth_middleware]
+    )
     app[WORLD_KEY] = world
     app[INJECTOR_KEY] = injector
     app[STATS_KEY] = stats
-    app[HTTP_SESSIONS_KEY] = HttpSessions()
+    app[HTTP_SESSIONS_KEY] = HttpSessions(on_end=world.supervision.cancel_all)
     app[CSRF_KEY] = csrf
     router = app.router
     router.add_get("/api/v2/diagnostics/version", get_version)
@@ -115,6 +135,41 @@ def build_app(
         router.add_post(f"{prefix}/{_SESSIONS}/{{session_id}}", post_session)
         router.add_get(f"{prefix}/{_SESSIONS}/{{session_id}}/messages", get_messages)
     return app
+
+
+@web.middleware
+async def record_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Record each `/api/v2` request, before any fault: account, method, path, operationName."""
+    if request.path.startswith("/api/v2/"):
+        account = _basic_account(request)
+        if account is None and "Authorization" not in request.headers:
+            http_session = request.app[HTTP_SESSIONS_KEY].find(request.cookies.get("JSESSIONID"))
+            if http_session is not None:
+                account = request.app[WORLD_KEY].accounts.get(http_session.account)
+        operation = await _operation_name(request)
+        username = account.username if account is not None else None
+        record = RecordedRequest(username, request.method, request.path, operation)
+        request.app[STATS_KEY].record(record)
+    return await handler(request)
+
+
+async def _operation_name(request: web.Request) -> str | None:
+    """The `operationName` of a JSON object body, if any (the body stays readable).
+
+    A body without a length, or over the size limit, is left for the handler to refuse.
+    """
+    size = request.content_length
+    if not request.can_read_body or size is None or size > request.client_max_size:
+        return None
+    body = await request.read()
+    if not body.lstrip().startswith(b"{"):
+        return None
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    name = payload.get("operationName") if isinstance(payload, dict) else None
+    return name if isinstance(name, str) else None
 
 
 @web.middleware
@@ -272,7 +327,8 @@ async def get_session(request: web.Request) -> web.Response:
     return json_response(b'{"statusCode":0,"' + key + b'":' + body + b"}")
 
 
-def _index_param(request: web.Request, name: str, default: int) -> int | None:
+def count_param(request: web.Request, name: str, default: int) -> int | None:
+    """A non-negative integer query parameter, `default` when absent; None when malformed."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -289,8 +345,8 @@ async def get_messages(request: web.Request) -> web.Response:
     if found is None:
         return _not_found(request)
     session = found[0]
-    start = _index_param(request, "startIndex", 1)
-    count = _index_param(request, "count", 0)
+    start = count_param(request, "startIndex", 1)
+    count = count_param(request, "count", 0)
     if start is None or count is None:
         message = "Invalid parameter: startIndex and count must be non-negative integers"
         return json_response(status_body(10, message), status=400)

@@ -4,6 +4,9 @@ Options:
     --host HOST              listen address (127.0.0.1)
     --port PORT              listen port (8090; 0 picks a free one)
     --agents N               accounts agent1 … agentN, password `password` (3)
+    --supervisors N          accounts supervisor1 … supervisorN, password `password` (0)
+    --monitor-accept         monitored sessions reach supervisors Invited (they must Accept)
+    --monitor-repeat ok|error  answer to Monitor for an agent already monitored (ok)
     --seed N                 seed of every random choice (1)
     --truth PATH             JSON lines, one per message created, complete at exit
     --csrf                   require CSRF tokens on POST/PUT/DELETE
@@ -92,6 +95,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="listen address (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8090, help="listen port (8090)")
     parser.add_argument("--agents", type=int, default=3, help="accounts agent1..agentN (3)")
+    parser.add_argument(
+        "--supervisors", type=int, default=0, help="accounts supervisor1..supervisorN (0)"
+    )
+    parser.add_argument(
+        "--monitor-accept",
+        action="store_true",
+        help="monitored sessions reach supervisors Invited: they must Accept",
+    )
+    parser.add_argument(
+        "--monitor-repeat",
+        choices=("ok", "error"),
+        default="ok",
+        help="answer to Monitor for an agent already monitored (ok)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of every random choice (1)")
     parser.add_argument("--truth", type=Path, help="write the truth as JSON lines to PATH")
     parser.add_argument("--csrf", action="store_true", help="turn CSRF protection on")
@@ -180,6 +197,8 @@ def options_from(args: argparse.Namespace) -> SimulatorOptions:
         )
     if args.agents < 1:
         raise ValueError("--agents must be at least 1")
+    if args.supervisors < 0:
+        raise ValueError("--supervisors must not be negative")
     if args.bayeux_timeout < 0 or args.bayeux_max_interval <= 0:
         raise ValueError("--bayeux-timeout must be >= 0 and --bayeux-max-interval > 0")
     return SimulatorOptions(
@@ -198,6 +217,9 @@ def options_from(args: argparse.Namespace) -> SimulatorOptions:
         bayeux_max_interval_s=args.bayeux_max_interval,
         revoked_s=args.revoked,
         gone_after_leave=args.gone_after_leave,
+        supervisors=args.supervisors,
+        monitor_accept=args.monitor_accept,
+        monitor_repeat=args.monitor_repeat,
     )
 
 

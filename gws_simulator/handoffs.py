@@ -14,11 +14,15 @@ before changing anything. What each account then sees:
   the others; a consultant's join, messages and leave are visible to agents only.
 - leave: in a conference the leaver's view is Completed and the others go on; alone, the view
   is LeftChat (the chat is over for the customer, the agent may still set data).
+
+Supervisors are never a target. An agent chatting after a move (a transfer's target, a
+pick-up, a guest) brings in whoever monitors it (`Supervision.agent_arrived`); a queue drops
+every supervisor too, and a supervisor's leave is its own (`Supervision.leave`).
 """
 
 from __future__ import annotations
 
-from gws_simulator.sessions import Session, View
+from gws_simulator.sessions import SUPERVISOR_ROLE, Session, View
 from gws_simulator.world import World
 
 ROLE_VISIBILITY = {"owner": "All", "conference": "All", "consult": "Agents"}
@@ -46,12 +50,16 @@ def transfer(world: World, session: Session, view: View, account: str) -> View:
     target = world.open_view(session, account)
     world.hand_to(session, target)
     world.append_message(session.id, "ParticipantJoined", sender=target.agent)
+    world.supervision.agent_arrived(session, target)
     return target
 
 
 def queue(world: World, session: Session) -> None:
     """Transfer to a queue: every agent leaves, every open view is revoked; the session waits."""
     for view in session.open_views():
+        if view.role == SUPERVISOR_ROLE:
+            world.supervision.drop(session, view)
+            continue
         agent_leaves(world, session, view)
         world.revoke_view(session, view)
     session.queued = True
@@ -66,6 +74,7 @@ def pick_up(world: World, session: Session, account: str) -> View:
     view = world.open_view(session, account)
     world.hand_to(session, view)
     world.append_message(session.id, "ParticipantJoined", sender=view.agent)
+    world.supervision.agent_arrived(session, view)
     return view
 
 
@@ -76,11 +85,16 @@ def add_agent(world: World, session: Session, account: str, role: str) -> View:
     world.append_message(
         session.id, "ParticipantJoined", visibility=ROLE_VISIBILITY[role], sender=view.agent
     )
+    world.supervision.agent_arrived(session, view)
     return view
 
 
 def leave(world: World, session: Session, view: View) -> None:
     """`view`'s agent leaves a Chatting session (anything else: no change)."""
+    if view.role == SUPERVISOR_ROLE:
+        if view.is_open():
+            world.supervision.leave(session, view)
+        return
     if view.state != "Chatting":
         return
     conference = session.in_conference()
@@ -91,7 +105,11 @@ def leave(world: World, session: Session, view: View) -> None:
     world.set_view_state(session, view, "Completed")
     if view.account == session.account:
         # The chat goes on with the others; one of them now handles it.
-        chatting = [other for other in session.open_views() if other.state == "Chatting"]
+        chatting = [
+            other
+            for other in session.open_views()
+            if other.state == "Chatting" and other.role != SUPERVISOR_ROLE
+        ]
         if chatting:
             world.hand_to(session, chatting[0])
 
@@ -110,6 +128,8 @@ def agent_leaves(world: World, session: Session, view: View) -> None:
 def _check_target(world: World, session: Session, account: str) -> None:
     if account not in world.accounts:
         raise HandoffError(f"unknown account {account!r}")
+    if not world.accounts[account].is_agent:
+        raise HandoffError(f"{account} is not an agent")
     current = session.views.get(account)
     if current is not None and current.is_open():
         raise HandoffError(f"{account} is already in session {session.id}")

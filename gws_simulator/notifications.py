@@ -35,10 +35,13 @@ class Notifier:
         self._bayeux = bayeux
         self._quirks = random.Random(f"push-quirks/{seed}") if world.quirks else None
 
-    def session_changed(self, session: Session, change: str) -> None:
-        """Publish an `SMSsessionStateChangeMessage` to each viewer, with its view of it."""
+    def session_changed(self, session: Session, change: str, visibility: str = "All") -> None:
+        """Publish an `SMSsessionStateChangeMessage` to each viewer, with its view of it.
+
+        A change only supervisors may see (a silent supervisor's join) goes to them alone.
+        """
         for view in self._world.audience(session):
-            if self._bayeux.listening(view.account, SMS_CHANNEL):
+            if view.sees(visibility) and self._bayeux.listening(view.account, SMS_CHANNEL):
                 body = self._world.session_json(session, view)
                 self._publish_state(view.account, change, body)
 

@@ -4,7 +4,8 @@ Each operation acts for the caller's view of the session. It is checked against 
 capabilities (statusCode 2), then its parameters (statusCode 1 when missing, 10 when of the
 wrong type or naming a target that cannot take the session), and only then changes the
 world, so a refused operation modifies nothing. Transfers, queues, conferences and leaves
-are `handoffs.py`'s moves.
+are `handoffs.py`'s moves. A supervisor's view allows only Accept and Leave; its join and
+leave carry its mode's visibility (`supervision.py`).
 """
 
 from __future__ import annotations
@@ -110,7 +111,9 @@ def _accept(world: World, session: Session, view: View, payload: dict[str, Any])
     if nickname:
         view.agent.nickname = nickname
     world.set_view_state(session, view, "Chatting")
-    world.append_message(session.id, "ParticipantJoined", sender=view.agent)
+    visibility = view.agent.visibility or "All"
+    world.append_message(session.id, "ParticipantJoined", visibility=visibility, sender=view.agent)
+    world.supervision.agent_arrived(session, view)
     return OK
 
 

@@ -159,7 +159,8 @@ class ScenarioDriver:
         self._world = world
         self._scenario = scenario
         self._seed = seed
-        self._accounts = list(world.accounts)
+        # Sessions go to agents only; supervisors see them by monitoring.
+        self._accounts = [name for name, account in world.accounts.items() if account.is_agent]
         # Due time, tie-breaker, and what is due: a step, a removal (session id) or a start.
         self._heap: list[tuple[float, int, _Play | str | tuple[int, int]]] = []
         self._tick = 0
@@ -269,8 +270,10 @@ class ScenarioDriver:
         """Create session `number` for `account`: its id, customer and agent."""
         session_id = make_session_id(rng, number, marker)
         customer = Participant("Customer", rng.choice(phrases.CUSTOMERS), make_participant_id(rng))
-        nickname = self._world.accounts[account].first_name
-        agent = Participant("Agent", nickname, make_participant_id(rng))
+        owner = self._world.accounts[account]
+        agent = Participant(
+            "Agent", owner.first_name, make_participant_id(rng), user_id=owner.user_id
+        )
         self._world.create_session(account, session_id=session_id, customer=customer, agent=agent)
         return session_id, customer, agent
 

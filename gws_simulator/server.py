@@ -18,7 +18,9 @@ from gws_simulator.faults import FaultInjector, FaultRates
 from gws_simulator.hostile import Hostility
 from gws_simulator.notifications import Notifier
 from gws_simulator.scenario import Scenario, ScenarioDriver
-from gws_simulator.stats import Stats
+from gws_simulator.stats import RecordedRequest, Stats
+from gws_simulator.supervision import REPEATS
+from gws_simulator.team import add_team_routes
 from gws_simulator.ucs import InteractionHistory, add_ucs_routes
 from gws_simulator.world import World
 
@@ -52,6 +54,13 @@ class SimulatorOptions:
         gone_after_leave: a session answers 404 to an account the moment it leaves that
             account's list: no Revoked phase, and a Completed view vanishes at once (no
             linger) for that account.
+        supervisors: accounts `supervisor1` … `supervisorN` (password `password`) with the
+            supervisor role; they take no sessions, they monitor agents (`supervision.py`).
+        monitor_accept: a monitored session reaches the supervisor `Invited` (it must
+            Accept) instead of Chatting at once.
+        monitor_repeat: the answer to Monitor for an agent already monitored: `"ok"`
+            (statusCode 0) or `"error"` (statusCode 2); monitoring goes on either way.
+        request_log: how many of the newest `/api/v2` requests `Simulator.requests` keeps.
     """
 
     host: str = "127.0.0.1"
@@ -69,10 +78,18 @@ class SimulatorOptions:
     bayeux_max_interval_s: float = 10.0
     revoked_s: float = 2.0
     gone_after_leave: bool = False
+    supervisors: int = 0
+    monitor_accept: bool = False
+    monitor_repeat: str = "ok"
+    request_log: int = 100_000
 
     def __post_init__(self) -> None:
         if self.revoked_s < 0:
             raise ValueError("revoked_s must be >= 0")
+        if self.supervisors < 0 or self.request_log < 0:
+            raise ValueError("supervisors and request_log must be >= 0")
+        if self.monitor_repeat not in REPEATS:
+            raise ValueError(f"monitor_repeat must be one of {REPEATS}")
 
 
 class Simulator:
@@ -80,7 +97,8 @@ class Simulator:
 
     Attributes:
         base_url: `http://host:port` once started.
-        world: the `World`, to create, fill, end and remove sessions directly.
+        world: the `World`, to create, fill, end and remove sessions directly;
+            `world.monitoring(supervisor)` tells who a supervisor monitors.
         faults: the `FaultInjector`; assign `faults.rates` to change fault rates at run time.
         bayeux: the CometD endpoint, to expire clients or wait for a subscription.
     """
@@ -96,9 +114,12 @@ class Simulator:
             truth_path=options.truth_path,
             revoked_s=options.revoked_s,
             gone_after_leave=options.gone_after_leave,
+            supervisors=options.supervisors,
+            monitor_accept=options.monitor_accept,
+            monitor_repeat=options.monitor_repeat,
         )
         self.faults = FaultInjector(options.faults, options.seed)
-        self._stats = Stats()
+        self._stats = Stats(log_size=options.request_log)
         self.bayeux = Bayeux(
             timeout_s=options.bayeux_timeout_s,
             max_interval_s=options.bayeux_max_interval_s,
@@ -137,6 +158,7 @@ class Simulator:
         app = build_app(self.world, self.faults, self._stats, csrf=self.options.csrf)
         add_bayeux_routes(app, self.bayeux)
         add_ucs_routes(app, self._history)
+        add_team_routes(app)
         add_admin_routes(app, self)
         # Bind first so the URIs the world renders already carry the real port.
         sock = socket.create_server((self.options.host, self.options.port), reuse_port=False)
@@ -201,6 +223,16 @@ class Simulator:
         """Counters: requests by route and status (or fault), faults injected by kind.
 
         Once a CometD client has shown up, also `bayeux`: handshakes, notifications published
-        and delivered, held and cancelled connects, expired clients (see `Bayeux`).
+        and delivered, held and cancelled connects, expired clients (see `Bayeux`). Once a
+        request named one, `operations`: requests per `operationName`.
         """
         return self._stats.snapshot()
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """The `/api/v2` requests received, oldest first, faulted ones included.
+
+        Each is `(account, method, path, operation)`: the authenticated account name or
+        None, the HTTP method, the path without its query, the body's `operationName` or None.
+        """
+        return list(self._stats.log)

@@ -21,15 +21,28 @@ JSON_CONTENT_TYPE = "application/json"
 
 @dataclass(slots=True)
 class Participant:
-    """A member of an SMS session as GWS lists it in `participants` and `from`."""
+    """A member of an SMS session as GWS lists it in `participants` and `from`.
+
+    A supervisor has a `visibility` (`Supervisors` when monitoring silently, `Agents` when
+    coaching, `All` after barging in); nobody else has one. An agent who is a GWS user carries
+    its user's `path` (`/users/{id}`), as newer GWS samples show.
+    """
 
     type: str
     nickname: str
     participant_id: str
+    visibility: str | None = None
+    user_id: str | None = None
 
     def to_json(self) -> dict[str, str]:
-        """The `{type, nickname, participantId}` object of the wire form."""
-        return {"type": self.type, "nickname": self.nickname, "participantId": self.participant_id}
+        """The `{type, nickname, participantId}` object of the wire form (plus `visibility`)."""
+        member = {"type": self.type, "nickname": self.nickname}
+        member["participantId"] = self.participant_id
+        if self.visibility is not None:
+            member["visibility"] = self.visibility
+        if self.user_id is not None:
+            member["path"] = f"/users/{self.user_id}"
+        return member
 
 
 @dataclass(slots=True)

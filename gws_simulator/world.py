@@ -2,30 +2,30 @@
 
 Everything here is synchronous and runs on the event loop; HTTP handlers, the scenario driver
 and the admin API all change the world through these methods only (`handoffs.py` composes
-them into transfers, queues and conferences). The truth log records every message created, in
-creation order, independent of what any client was served. An optional `SessionObserver`
-hears of every change as it happens (the GWS notifications). Sessions removed from every list
-stay in `interactions`, the Interaction History.
+them into transfers, queues and conferences; `supervision.py` gives supervisors their views).
+The truth log records every message created, in creation order, independent of what any
+client was served. An optional `SessionObserver` hears of every change as it happens (the GWS
+notifications). Sessions removed from every list stay in `interactions`, the Interaction
+History.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import string
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 import orjson
 
+from gws_simulator.accounts import Account, make_accounts
 from gws_simulator.hostile import Hostility, Poisoner
-from gws_simulator.sessions import STATES, Session, View
+from gws_simulator.sessions import STATES, SUPERVISOR_ROLE, Session, View
+from gws_simulator.supervision import Supervision
 from gws_simulator.wire import Message, Participant, compact, render_message
 
-PASSWORD = "password"
 MESSAGE_TYPES = frozenset(
     {
         "Text",
@@ -41,51 +41,23 @@ MESSAGE_TYPES = frozenset(
     }
 )
 VISIBILITIES = frozenset({"All", "Agents", "Supervisors"})
-_FIRST_NAMES = ("Alice", "Bruno", "Chloe", "Dmitri", "Elena", "Farid", "Grace", "Hugo", "Ines")
 _ID_CHARS = string.digits + string.ascii_uppercase
-
-
-@dataclass(slots=True)
-class Account:
-    """An agent login: `agentN` with the password `password`."""
-
-    username: str
-    password: str
-    user_id: str
-    first_name: str
-    last_name: str
-
-    def user_json(self, base_url: str) -> dict[str, Any]:
-        """The `user` object of `GET /api/v2/me`."""
-        return {
-            "id": self.user_id,
-            "userName": self.username,
-            "firstName": self.first_name,
-            "lastName": self.last_name,
-            "roles": ["ROLE_AGENT"],
-            "enabled": True,
-            "changePasswordOnFirstLogin": False,
-            "uri": f"{base_url}/api/v2/users/{self.user_id}",
-            "path": f"/users/{self.user_id}",
-        }
 
 
 class SessionObserver(Protocol):
     """Told, synchronously and in order, about every change of an SMS session."""
 
-    def session_changed(self, session: Session, change: str) -> None:
-        """`change` (`ParticipantsUpdated` or `PropertiesUpdated`) concerns every viewer."""
+    def session_changed(self, session: Session, change: str, visibility: str = "All") -> None:
+        """`change` (`ParticipantsUpdated` or `PropertiesUpdated`) concerns every viewer.
+
+        A supervisor's join or leave concerns only the views that see its `visibility`.
+        """
 
     def view_changed(self, session: Session, view: View) -> None:
         """One account's view changed state (a `StatusChange`), or was opened."""
 
     def message_added(self, session: Session, message: Message) -> None:
         """A message (TranscriptSaveDone included) joined the session's log."""
-
-
-def make_user_id(username: str) -> str:
-    """A stable 32-hex GWS user id for an account name."""
-    return hashlib.sha256(username.encode()).hexdigest()[:32]
 
 
 def make_participant_id(rng: random.Random) -> str:
@@ -108,6 +80,8 @@ class World:
 
     `revoked_s` is how long a Revoked view stays listed; with `gone_after_leave` a view
     vanishes the moment it is revoked or completed. Both go by the `monotonic` clock.
+    `supervisors` adds accounts `supervisor1..N`; `supervision` holds their monitoring
+    (`monitor_accept`, `monitor_repeat`: see `Supervision`).
     """
 
     def __init__(
@@ -115,6 +89,9 @@ class World:
         *,
         agents: int,
         seed: int,
+        supervisors: int = 0,
+        monitor_accept: bool = False,
+        monitor_repeat: str = "ok",
         quirks: bool = False,
         hostile: bool | Hostility = False,
         utc_offset_minutes: int | None = None,
@@ -125,13 +102,7 @@ class World:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = "http://127.0.0.1"
-        self.accounts: dict[str, Account] = {}
-        for number in range(1, agents + 1):
-            name = f"agent{number}"
-            first = _FIRST_NAMES[(number - 1) % len(_FIRST_NAMES)]
-            self.accounts[name] = Account(
-                name, PASSWORD, make_user_id(name), first, f"Agent{number}"
-            )
+        self.accounts: dict[str, Account] = make_accounts(agents, supervisors)
         self.sessions: dict[str, Session] = {}
         self.interactions: dict[str, Session] = {}
         self._by_account: dict[str, dict[str, Session]] = {name: {} for name in self.accounts}
@@ -149,6 +120,7 @@ class World:
         hostility = (Hostility() if hostile else None) if isinstance(hostile, bool) else hostile
         self.poisoner = Poisoner(seed, hostility) if hostility is not None else None
         self.observer: SessionObserver | None = None
+        self.supervision = Supervision(self, accept=monitor_accept, repeat=monitor_repeat)
 
     def close(self) -> None:
         """Flush and close the truth file; safe to call twice."""
@@ -184,6 +156,8 @@ class World:
         `Invited` (the agent joins on Accept).
         """
         owner = self.accounts[account]
+        if not owner.is_agent:
+            raise ValueError(f"{account} is not an agent")
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}")
         if session_id is None:
@@ -194,7 +168,7 @@ class World:
         customer = customer or Participant(
             "Customer", f"Customer{self._serial}", make_participant_id(self._rng)
         )
-        agent = agent or self.new_agent(owner.first_name)
+        agent = agent or self.new_agent(owner.first_name, owner.user_id)
         members = [customer] if state == "Invited" else [agent, customer]
         if state == "Completed":
             members = []
@@ -205,7 +179,8 @@ class World:
             session.ended, session.ended_ms = True, now_ms
         self.sessions[session_id] = session
         self.interactions[session_id] = session
-        self.open_view(session, account, state, agent)
+        view = self.open_view(session, account, state, agent)
+        self.supervision.agent_arrived(session, view)
         return session_id
 
     def append_message(
@@ -259,7 +234,7 @@ class World:
         else:
             session.messages.append(message)
         if self._track_presence(session, type, member):
-            self._changed(session, "ParticipantsUpdated")
+            self._changed(session, "ParticipantsUpdated", member.visibility or "All")
         self._truth.append(message)
         if self._truth_file is not None:
             self._truth_file.write(orjson.dumps(message.truth_record()) + b"\n")
@@ -268,21 +243,25 @@ class World:
         return index
 
     def end_session(self, session_id: str, *, transcript: bool = True) -> None:
-        """End a session for everyone: every open view Completed, no participants left.
+        """End a session for everyone: every open view Completed (a supervisor's Revoked).
 
-        TranscriptSaveDone follows unless `transcript` is false.
+        No participants are left; TranscriptSaveDone follows unless `transcript` is false.
         """
         session = self.sessions[session_id]
         # Participants first, so the StatusChange notifications show the session as it ends.
         had_participants = bool(session.participants)
         session.participants.clear()
+        session.supervisors.clear()
         session.changed()
         session.queued = False
         if not session.ended:
             session.ended, session.ended_ms = True, self._now_ms()
         open_views = session.open_views()
         for view in open_views:
-            self.set_view_state(session, view, "Completed")
+            if view.role == SUPERVISOR_ROLE:
+                self.revoke_view(session, view)
+            else:
+                self.set_view_state(session, view, "Completed")
         if not open_views and had_participants:
             self._changed(session, "ParticipantsUpdated")
         if transcript and session.transcript is None:
@@ -310,7 +289,9 @@ class World:
         role: str = "owner",
     ) -> View:
         """Give `account` a (new) view of `session`, replacing any old one; tell the account."""
-        agent = agent or self.new_agent(self.accounts[account].first_name)
+        agent = agent or self.new_agent(
+            self.accounts[account].first_name, self.accounts[account].user_id
+        )
         view = View(account, state, agent, role)
         session.views.pop(account, None)
         session.views[account] = view
@@ -346,9 +327,9 @@ class World:
         """Record that the caller changed the session's `userData`."""
         self._changed(session, "PropertiesUpdated")
 
-    def new_agent(self, nickname: str) -> Participant:
-        """A fresh agent participant (a new owner, an invitee or a consultant)."""
-        return Participant("Agent", nickname, make_participant_id(self._rng))
+    def new_agent(self, nickname: str, user_id: str | None = None) -> Participant:
+        """A fresh agent participant (a new owner, an invitee or a consultant; a GWS user's id)."""
+        return Participant("Agent", nickname, make_participant_id(self._rng), user_id=user_id)
 
     def next_reference_id(self) -> int:
         """A new `referenceId` for an operation reply."""
@@ -391,6 +372,8 @@ class World:
         view = view or session.views.get(session.account)
         state = view.state if view is not None else session.state
         members = [] if state in ("Completed", "Revoked") else session.participants
+        if view is not None and members:
+            members = session.members(view)
         return {
             "id": session.id,
             "uri": f"{self.base_url}/api/v2/smssessions/{session.id}",
@@ -400,6 +383,10 @@ class World:
             "participants": [member.to_json() for member in members],
             "userData": session.user_data,
         }
+
+    def monitoring(self, supervisor: str) -> dict[str, str]:
+        """Agent user id -> mode, for each agent `supervisor` (an account name) monitors."""
+        return self.supervision.monitoring(supervisor)
 
     def message_count(self) -> int:
         """How many messages were created so far (TranscriptSaveDone included)."""
@@ -422,10 +409,10 @@ class World:
         self._by_account[account].pop(session.id, None)
         return None
 
-    def _changed(self, session: Session, change: str) -> None:
+    def _changed(self, session: Session, change: str, visibility: str = "All") -> None:
         session.changed()
         if self.observer is not None:
-            self.observer.session_changed(session, change)
+            self.observer.session_changed(session, change, visibility)
 
     def _view_changed(self, session: Session, view: View) -> None:
         view.body = None
@@ -447,12 +434,13 @@ class World:
 
     @staticmethod
     def _track_presence(session: Session, type: str, member: Participant) -> bool:
-        """Update `participants` for a join or leave; whether they changed."""
+        """Update `participants` (`supervisors`) for a join or leave; whether they changed."""
+        present = session.participants if member.visibility is None else session.supervisors
         if type in ("ParticipantJoined", "ParticipantRejoined"):
-            if member.type != "External" and member not in session.participants:
-                session.participants.append(member)
+            if member.type != "External" and member not in present:
+                present.append(member)
                 return True
-        elif type == "ParticipantLeft" and member in session.participants:
-            session.participants.remove(member)
+        elif type == "ParticipantLeft" and member in present:
+            present.remove(member)
             return True
         return False

@@ -12,7 +12,8 @@ CREATE TABLE team_agents (
 
 -- Which agents handled a session, as GWS showed it: 'agent_sessions' when the agent's active
 -- sessions (GetAgentInteractions) listed it, 'message' when a message came from the agent's
--- user (its from.path or from.uri). Any archive records the second; team mode both.
+-- user (its from.path or from.uri; a silent supervisor's own entries do not count). Any archive
+-- records the second; team mode both.
 CREATE TABLE session_agents (
     session_id    TEXT NOT NULL,
     agent_id      TEXT NOT NULL,

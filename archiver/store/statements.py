@@ -87,7 +87,12 @@ def insert_fresh(
         "INSERT INTO messages_fts (rowid, text) SELECT rowid, text FROM messages WHERE rowid > ?",
         (last_rowid,),
     )
-    senders = {m.from_user_id for m in fresh if m.from_user_id is not None}
+    # A silent supervisor's own entries (visibility Supervisors) do not make it a handler.
+    senders = {
+        m.from_user_id
+        for m in fresh
+        if m.from_user_id is not None and m.visibility != "Supervisors"
+    }
     if senders:
         record_agents(conn, state.session_id, senders, txn.now, "message")
     for message in fresh:

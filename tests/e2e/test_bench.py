@@ -1,4 +1,5 @@
-"""`gws-archiver bench`: a tiny run prints every measure and archives exactly; its helpers."""
+"""`gws-archiver bench`: a tiny run prints every measure and archives exactly (the daemon's
+archive and the plain peers' files); its helpers."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from archiver.cli import build_parser, main
 from gws_bench.cli import command_line, settings_from
 from gws_bench.ingest import Point, interpolate
+from gws_bench.peers.harness import check_peer_archive
 from gws_bench.profile import summarize
 from gws_bench.truth import percentile, read_truth
 from tests.support import compare
@@ -25,13 +27,23 @@ EXPECTED = {
         "requests_per_s",
         "cpu_per_10k_s",
         "peak_rss_mb",
+        "simulator_cpu_share",
         "minimal_rate",
         "minimal_cpu_per_10k_s",
+        "minimal_simulator_cpu_share",
         "fetch_only_rate",
         "ratio_minimal",
         "ratio_fetch_only",
         "missing",
         "extra",
+        "peer_time_s",
+        "peer_rate",
+        "peer_requests_per_s",
+        "peer_cpu_per_10k_s",
+        "peer_simulator_cpu_share",
+        "peer_missing",
+        "peer_extra",
+        "ratio_peer",
     },
     "live": {
         "sessions",
@@ -51,6 +63,20 @@ EXPECTED = {
         "idle_cpu_share",
         "idle_poll_us",
         "simulator_cpu_share",
+        "peer_messages",
+        "peer_missing",
+        "peer_extra",
+        "peer_freshness_p50_s",
+        "peer_freshness_p99_s",
+        "peer_freshness_max_s",
+        "peer_cpu_share",
+        "peer_peak_rss_mb",
+        "peer_requests_per_s",
+        "peer_failures",
+        "peer_idle_poll_us",
+        "peer_simulator_cpu_share",
+        "ratio_p99_peer",
+        "ratio_cpu_peer",
     },
     "storage": {
         "messages",
@@ -70,8 +96,29 @@ EXPECTED = {
 }
 # Measures that a working run can only have positive.
 POSITIVE = {
-    "ingest": {"rate", "requests_per_s", "cpu_per_10k_s", "minimal_rate", "fetch_only_rate"},
-    "live": {"messages", "freshness_p50_s", "cpu_share", "peak_rss_mb", "idle_poll_us"},
+    "ingest": {
+        "rate",
+        "requests_per_s",
+        "cpu_per_10k_s",
+        "minimal_rate",
+        "fetch_only_rate",
+        "peer_rate",
+        "peer_requests_per_s",
+        "simulator_cpu_share",
+        "ratio_peer",
+    },
+    "live": {
+        "messages",
+        "freshness_p50_s",
+        "cpu_share",
+        "peak_rss_mb",
+        "idle_poll_us",
+        "peer_messages",
+        "peer_freshness_p50_s",
+        "peer_cpu_share",
+        "peer_requests_per_s",
+        "peer_simulator_cpu_share",
+    },
     "storage": {"writer_rate", "one_txn_rate", "bytes_per_message"},
     "webhooks": {"healthy_events", "healthy_rate", "flaky_events", "flaky_rate"},
 }
@@ -83,9 +130,12 @@ def test_tiny_bench_is_complete_and_its_archives_are_exact(
     """`bench --tiny` finishes in seconds; every row, column and number is there; no loss."""
     started = time.monotonic()
     assert main(["bench", "--tiny", "--workdir", str(tmp_path)]) == 0
-    assert time.monotonic() - started < 60
+    assert time.monotonic() - started < 90  # live plays twice: the daemon, then the peer
     out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    measures_table, _, comparison = out.partition("\n\n| work |")
+    rows = [
+        line for line in measures_table.splitlines() if line.startswith("| ") and "---" not in line
+    ]
     cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
     assert cells[0] == ["scenario", "measure", "value", "unit"]
     body = cells[1:]
@@ -104,6 +154,8 @@ def test_tiny_bench_is_complete_and_its_archives_are_exact(
         assert all(measures[key] > 0 for key in POSITIVE[scenario]), measures
         if "missing" in measures:
             assert measures["missing"] == measures["extra"] == 0
+        if "peer_missing" in measures:
+            assert measures["peer_missing"] == measures["peer_extra"] == 0
     assert report["scenarios"]["webhooks"]["healthy_order"] == 0
     assert report["scenarios"]["webhooks"]["flaky_order"] == 0
     for scenario in ("ingest", "live"):
@@ -111,6 +163,19 @@ def test_tiny_bench_is_complete_and_its_archives_are_exact(
         result = compare(tmp_path / f"{scenario}-archive.sqlite3", truth)
         assert result.exact, result
         assert len(truth) == report["scenarios"][scenario]["messages"]
+    peer_files = {"ingest": ("ingest", "ingest-peer"), "live": ("live-peer", "live-peer-archive")}
+    for scenario, (truth_name, archive_name) in peer_files.items():
+        truth = read_truth(tmp_path / f"{truth_name}-truth.jsonl")
+        check = check_peer_archive(tmp_path / f"{archive_name}.sqlite3", truth)
+        assert check.exact, check
+        assert check.archived == len(truth)
+        assert check.created == report["scenarios"][scenario].get("peer_messages", len(truth))
+    # The side-by-side table: one row each for ingest and live, every cell filled.
+    side = [line for line in comparison.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [line.split(" | ")[0] for line in side] == [
+        "| ingest, 40 sessions × 50",
+        "| 60 live sessions for 3 s, polling only",
+    ]
 
 
 def test_options_override_the_preset_and_make_the_command() -> None:
@@ -127,6 +192,14 @@ def test_options_override_the_preset_and_make_the_command() -> None:
     full = settings_from(build_parser("bench").parse_args(["bench"]))
     assert (full.backlog_sessions, full.backlog_messages, full.live_sessions) == (1000, 200, 10_000)
     assert full.sessions_per_agent == 1000
+    assert full.peers
+
+
+def test_no_peers_turns_the_plain_peers_off_and_is_in_the_command() -> None:
+    """--no-peers skips the plain peers; the report's command says so."""
+    args = build_parser("bench").parse_args(["bench", "--scenario", "ingest", "--no-peers"])
+    assert not settings_from(args).peers
+    assert command_line(args) == "gws-archiver bench --scenario ingest --no-peers"
 
 
 def test_percentile_is_nearest_rank() -> None:

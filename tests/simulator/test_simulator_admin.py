@@ -22,12 +22,6 @@ async def simulator() -> AsyncIterator[Simulator]:
         yield sim
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def test_admin_drives_a_session_end_to_end(
     simulator: Simulator, http: aiohttp.ClientSession
 ) -> None:

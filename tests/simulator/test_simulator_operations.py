@@ -33,12 +33,6 @@ async def simulator() -> AsyncIterator[Simulator]:
         yield sim
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 class Agent:
     """Talks to one session as agent1."""
 

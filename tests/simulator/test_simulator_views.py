@@ -66,12 +66,6 @@ class Desk:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 async def simulator() -> AsyncIterator[Simulator]:
     async with Simulator(SimulatorOptions(agents=3, seed=4, revoked_s=REVOKED_S)) as sim:
         yield sim

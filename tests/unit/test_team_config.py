@@ -44,9 +44,7 @@ def test_team_alone_needs_no_agent_accounts(
     assert "sup3r-secret" not in shown
 
 
-def test_team_combines_with_agent_accounts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_team_combines_with_agent_accounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Configured agents are read through as before; the supervisor comes last."""
     monkeypatch.setenv("SUPERVISOR_PASSWORD", "x")
     text = TEAM_ONLY.replace(
@@ -69,7 +67,8 @@ BAD_TEAMS = [
         "team.password_env: environment variable UNSET_X is not set",
     ),
     (
-        TEAM_ONLY.replace("[team]", "").replace('username = "supervisor1"', "")
+        TEAM_ONLY.replace("[team]", "")
+        .replace('username = "supervisor1"', "")
         .replace('password_env = "SUPERVISOR_PASSWORD"', "")
         .replace('agents = ["agent1", "agent2"]', ""),
         "gws.accounts: needs at least one",
