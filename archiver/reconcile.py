@@ -145,11 +145,15 @@ class Reconciler:
         over = {summary.session_id: summary for summary in found if summary.over}
         known = await self.writer.session_states(list(over))
         missed = [session_id for session_id in over if session_id not in known]
+        archived = set(known)
         for outcome in await reconcile_sessions(self.writer, self.reader, self.config, missed):
             if outcome.status == BACKFILLED:
+                archived.add(outcome.session_id)
                 self.stats.backfilled += 1
                 log.warning("session_backfilled", session_id=outcome.session_id)
         if not own:
+            # A monitored agent's history names the sessions it handled.
+            await self.writer.record_agents([(sid, user_id) for sid in archived], "history")
             return
         # An account that had the session while no list read showed it (the daemon was
         # down, or the view lasted between two reads) is recorded from its history too.

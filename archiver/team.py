@@ -241,10 +241,11 @@ class TeamMonitor:
                     return monitored, []
 
         results = await asyncio.gather(*(one(m) for m in self.agents.values()))
+        handled = [(sid, monitored.agent.id) for monitored, sids in results for sid in sids]
+        await self.writer.record_agents(handled, "agent_sessions")
         now = time.monotonic()
         for monitored, session_ids in results:
             for session_id in session_ids:
-                await self.writer.record_agents(session_id, [monitored.agent.id], "agent_sessions")
                 poller = self.directory.live(session_id)
                 if poller is not None and poller.in_view:
                     self._suspects.pop(session_id, None)

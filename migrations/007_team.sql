@@ -11,9 +11,11 @@ CREATE TABLE team_agents (
 );
 
 -- Which agents handled a session, as GWS showed it: 'agent_sessions' when the agent's active
--- sessions (GetAgentInteractions) listed it, 'message' when a message came from the agent's
--- user (its from.path or from.uri; a silent supervisor's own entries do not count). Any archive
--- records the second; team mode both.
+-- sessions (GetAgentInteractions) listed it, 'history' when the agent's Interaction History
+-- did, 'participants' when the session's participants named the agent's user (path or uri),
+-- 'message' when a message came from it (from.path or from.uri). Silent supervisors
+-- (visibility Supervisors) do not count. Any archive records the last two; team mode all four.
+-- A source is the first that showed the agent.
 CREATE TABLE session_agents (
     session_id    TEXT NOT NULL,
     agent_id      TEXT NOT NULL,

@@ -187,6 +187,25 @@ def _user_id(sender: Mapping[str, Any]) -> str | None:
     return None
 
 
+def participant_agents(participants_json: str) -> set[str]:
+    """The user ids of a session's agent participants (``path``/``uri``), silent supervisors
+    (visibility ``Supervisors``) left out: who handles the session, as its list shows it."""
+    try:
+        participants = orjson.loads(participants_json)
+    except orjson.JSONDecodeError:
+        return set()
+    found = set()
+    for member in participants if isinstance(participants, list) else ():
+        if (
+            isinstance(member, Mapping)
+            and member.get("type") == "Agent"
+            and member.get("visibility") != "Supervisors"
+            and (user_id := _user_id(member)) is not None
+        ):
+            found.add(user_id)
+    return found
+
+
 def parse_session(obj: object) -> SmsSession:
     """Build an SmsSession from a session resource; raise MalformedPayload only (no usable id).
 

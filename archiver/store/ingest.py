@@ -26,7 +26,13 @@ from archiver.events import (
     SessionStarted,
     SessionUpdated,
 )
-from archiver.gws.models import TRANSCRIPT_SAVE_DONE_INDEX, Malformed, Message, SmsSession
+from archiver.gws.models import (
+    TRANSCRIPT_SAVE_DONE_INDEX,
+    Malformed,
+    Message,
+    SmsSession,
+    participant_agents,
+)
 from archiver.instants import utc_now
 from archiver.store.db import transaction
 from archiver.store.reconciliation import HistoryCheck, reconcile
@@ -37,6 +43,7 @@ from archiver.store.statements import (
     add_session_event,
     change_view,
     insert_fresh,
+    record_agents,
     record_conflict,
 )
 
@@ -271,6 +278,7 @@ def _upsert_session(txn: Txn, page: Page, stored: SessionState | None) -> Sessio
             ),
         )
         add_session_event(txn, SessionStarted, state, "started")
+        _record_participants(txn, state)
         return state
     state = stored.copy()
     changed = [
@@ -289,7 +297,16 @@ def _upsert_session(txn: Txn, page: Page, stored: SessionState | None) -> Sessio
         state.update_count += 1
         kind = f"updated_{state.update_count}"
         add_session_event(txn, SessionUpdated, state, kind, changed=changed)
+        if "participants" in changed:
+            _record_participants(txn, state)
     return state
+
+
+def _record_participants(txn: Txn, state: SessionState) -> None:
+    agents = participant_agents(state.participants_json)
+    if agents:
+        handled = [(state.session_id, agent_id) for agent_id in agents]
+        record_agents(txn.conn, handled, txn.now, "participants")
 
 
 def _insert_messages(txn: Txn, page: Page, state: SessionState) -> tuple[int, int]:

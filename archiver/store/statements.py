@@ -94,7 +94,7 @@ def insert_fresh(
         if m.from_user_id is not None and m.visibility != "Supervisors"
     }
     if senders:
-        record_agents(conn, state.session_id, senders, txn.now, "message")
+        record_agents(conn, [(state.session_id, a) for a in senders], txn.now, "message")
     for message in fresh:
         if state.ended_at is None:
             row = message_event_row(
@@ -206,12 +206,12 @@ def add_session_event(
 
 
 def record_agents(
-    conn: sqlite3.Connection, session_id: str, agent_ids: Iterable[str], now: str, source: str
+    conn: sqlite3.Connection, handled: Iterable[tuple[str, str]], now: str, source: str
 ) -> None:
-    """Record that these agents handled the session (seen now, through ``source``)."""
+    """Record (session id, agent id) pairs: the agent handled the session, seen via ``source``."""
     conn.executemany(
         "INSERT INTO session_agents (session_id, agent_id, first_seen_at, last_seen_at, source)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id, agent_id)"
         " DO UPDATE SET last_seen_at = excluded.last_seen_at",
-        [(session_id, agent_id, now, now, source) for agent_id in sorted(agent_ids)],
+        [(session_id, agent_id, now, now, source) for session_id, agent_id in sorted(handled)],
     )

@@ -149,10 +149,11 @@ class ArchiveWriter(Resource):
         """Those sessions ``account`` has no recorded view of."""
         return await self._db.run(unviewed, account, list(session_ids))
 
-    async def record_agents(self, session_id: str, agent_ids: Sequence[str], source: str) -> None:
-        """Record that these agents handled the session, seen now through ``source``."""
-        work = partial(record_agents, session_id=session_id, agent_ids=list(agent_ids))
-        await self._db.run(transaction, partial(work, now=utc_now(), source=source))
+    async def record_agents(self, handled: Sequence[tuple[str, str]], source: str) -> None:
+        """Record that agents handled sessions ((session id, agent id) pairs), via ``source``."""
+        if handled:
+            work = partial(record_agents, handled=list(handled), now=utc_now(), source=source)
+            await self._db.run(transaction, work)
 
     async def agent_state(
         self, agents: Sequence[tuple[str, str]], status: str, detail: str | None = None

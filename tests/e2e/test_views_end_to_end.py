@@ -39,6 +39,25 @@ HANDOFFS = {
 QUICK_RECONCILE = "[reconcile]\nwait_s = 2.0\nretry_s = 0.5\nsweep_s = 1.0\n"
 
 
+def handoff_scenario(sessions: int, concurrent_per_agent: int, interval_s: float) -> Scenario:
+    """Sessions of 30-50 messages with every kind of handoff, lingering 30 s once over."""
+    return Scenario(
+        sessions=sessions,
+        concurrent_per_agent=concurrent_per_agent,
+        messages=(30, 50),
+        interval_s=interval_s,
+        linger_s=30,
+        queue_wait_s=1.0,
+        **HANDOFFS,
+    )
+
+
+def chaos_toml(base_url: str, archive: Path, agents: int = 3) -> str:
+    """A daemon config for faulted runs: 1 s request timeouts, reconciliation kept brisk."""
+    text = config_toml(base_url, archive, agents) + QUICK_RECONCILE
+    return text.replace("page_size = 50", "page_size = 50\nrequest_timeout_s = 1.0")
+
+
 async def admin(sim: Simulator, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     """One call of the simulator's admin API, over HTTP."""
     url = f"{sim.base_url}/_sim/{path}"
@@ -173,23 +192,10 @@ async def test_handoffs_under_faults_and_kills_lose_nothing(tmp_path: Path) -> N
     config = tmp_path / "config.toml"
     log = tmp_path / "daemon.log"
     rng = random.Random(14)
-    scenario = Scenario(
-        sessions=45,
-        concurrent_per_agent=3,
-        messages=(30, 50),
-        interval_s=0.05,
-        linger_s=30,
-        queue_wait_s=1.0,
-        **HANDOFFS,
-    )
+    scenario = handoff_scenario(45, 3, 0.05)
     options = SimulatorOptions(agents=3, seed=14, scenario=scenario, faults=CHAOS)
     async with Simulator(options) as sim:
-        config.write_text(
-            config_toml(sim.base_url, archive).replace(
-                "page_size = 50", "page_size = 50\nrequest_timeout_s = 1.0"
-            )
-            + QUICK_RECONCILE
-        )
+        config.write_text(chaos_toml(sim.base_url, archive))
         await kill_repeatedly(config, log, 3, lambda: rng.uniform(1.0, 2.0))
         async with daemon_process(config, log, archive):
             await sim.scenario_finished()
