@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.config import ReconcileConfig, Secret, TeamConfig
+from archiver.config import PushConfig, ReconcileConfig, Secret, TeamConfig
 from archiver.daemon import Daemon
 from archiver.gws.client import ALLOWED_OPERATIONS
 from gws_simulator import Simulator, SimulatorOptions
@@ -220,6 +220,32 @@ async def test_exit_cancels_monitoring_and_leaves_without_ending_the_session(
     assert operations["Leave"] == 1
     assert session.views["agent1"].state == "Chatting"
     assert ended_sessions(archive) == 0
+
+
+async def test_push_as_the_supervisor_carries_the_monitored_sessions(tmp_path: Path) -> None:
+    """With push on and routine polls ten minutes apart, a monitored agent's new messages reach
+    the archive through the supervisor's CometD notifications."""
+    archive = tmp_path / "archive.sqlite3"
+    async with Simulator(SimulatorOptions(agents=1, supervisors=1, seed=2, scenario=None)) as sim:
+        config = daemon_config(sim.base_url, archive, agents=0)
+        config = dataclasses.replace(
+            config,
+            team=team_config("report", ("agent1",)),
+            push=PushConfig(enabled=True, safety_interval_s=600.0),
+            poll=dataclasses.replace(config.poll, min_interval_s=600.0, max_interval_s=600.0),
+        )
+        daemon = Daemon(config)
+        async with daemon_running(daemon):
+            await wait_for(lambda: bool(sim.world.monitoring(SUPERVISOR)))
+            sid = (await admin(sim, "POST", "sessions", {"account": "agent1"}))["session_id"]
+            await wait_for(lambda: count(archive, "SELECT count(*) FROM sessions") == 1)
+            for n in range(3):
+                await admin(sim, "POST", f"sessions/{sid}/messages", {"text": f"pushed {n}"})
+            await wait_for(lambda: count(archive, "SELECT count(*) FROM messages") >= 4)
+            truth = sim.truth()  # before the supervisor's own leave on exit
+
+    assert compare(archive, truth).exact
+    assert daemon.stats.hint_polls > 0
 
 
 async def run_once(config: Path) -> tuple[int, str]:
