@@ -54,6 +54,7 @@ class SessionDirectory:
         self._tasks: asyncio.TaskGroup | None = None
         self._ready = asyncio.Event()
         self._listed_by: dict[str, set[str]] = {}  # per account, what its last list showed
+        self._finished: set[str] = set()  # sessions whose poller has ended, still kept
         self._late_seen: set[tuple[str, str]] = set()  # (session, account) seen after the end
 
     def register(self, viewer: Viewer) -> None:
@@ -136,8 +137,16 @@ class SessionDirectory:
             read_history=self.read_history,
         )
         self.pollers[session.id] = poller
-        self.spawn_task(poller.run(), f"session-{session.id}")
+        self._finished.discard(session.id)
+        self.spawn_task(self._poll(poller), f"session-{session.id}")
         return poller
+
+    async def _poll(self, poller: SessionPoller) -> None:
+        try:
+            await poller.run()
+        finally:
+            if self.pollers.get(poller.session.id) is poller:
+                self._finished.add(poller.session.id)
 
     def spawn_task(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``work`` among the directory's tasks (closed unrun before ``run``)."""
@@ -152,11 +161,12 @@ class SessionDirectory:
         An ended session kept while listed is not started again by the next list read.
         """
         self._listed_by[account] = listed
-        shown = set().union(*self._listed_by.values())
-        for session_id, poller in list(self.pollers.items()):
-            if poller.ended and session_id not in shown:
-                del self.pollers[session_id]
-        self._late_seen = {key for key in self._late_seen if key[0] in shown}
+        lists = self._listed_by.values()
+        for session_id in [sid for sid in self._finished if not any(sid in s for s in lists)]:
+            self._finished.discard(session_id)
+            del self.pollers[session_id]
+        if self._late_seen:
+            self._late_seen = {key for key in self._late_seen if any(key[0] in s for s in lists)}
 
 
 class AccountPoller:

@@ -18,6 +18,52 @@ GROWTH = 1.5
 DEFAULT_PAGE_SLOTS = 32
 
 
+class Wakeup:
+    """An event with a timed wait that costs one future and one timer handle.
+
+    ``asyncio.timeout`` around ``Event.wait`` ends every quiet wait by cancelling the task and
+    turning the CancelledError into a TimeoutError: thousands of sessions waiting out their
+    intervals pay that on every idle poll. Here the timer just resolves the future.
+    """
+
+    __slots__ = ("_flag", "_waiter")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        self._flag = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    async def wait(self, timeout_s: float) -> bool:
+        """Wait until set or ``timeout_s`` passed; True if set."""
+        if self._flag:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(timeout_s, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+        return self._flag
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 @dataclass(slots=True)
 class Pacing:
     """How often one account's sessions and list are read: adaptive, or relaxed under push."""

@@ -38,7 +38,7 @@ from archiver.gws.client import GwsClient, MessagePage
 from archiver.gws.history import HistoryUnavailable, InteractionContent
 from archiver.gws.models import SmsSession
 from archiver.instants import utc_now
-from archiver.pacing import Pacing, PageSlots
+from archiver.pacing import Pacing, PageSlots, Wakeup
 from archiver.state import FailureState, PollStats
 from archiver.store.writer import ArchiveWriter, HistoryCheck, Page, PageResult, ViewChange
 
@@ -123,7 +123,7 @@ class SessionPoller:
         self.health = FailureState("session_poll", session_id=session.id)
         self._current: View | None = None  # the view read through last
         self._stored_session: SmsSession | None = None
-        self._wakeup = asyncio.Event()
+        self._wakeup = Wakeup()
         self._hinted_at: float | None = None  # when the oldest hint not yet polled arrived
         self._closing = False  # a view closed since the last complete read
         self._drained = False  # read to the end after every view closed
@@ -258,8 +258,9 @@ class SessionPoller:
             self.stats.drains += 1
         stored = 0
         while (view := self._reader()) is not None:
+            if view is not self._current:
+                structlog.contextvars.bind_contextvars(account=view.viewer.account)
             self._current = view
-            structlog.contextvars.bind_contextvars(account=view.viewer.account)
             # A short page usually means "caught up", but GWS may legally answer short: a drain
             # reads on until a page brings nothing at all.
             limit = 1 if closing else view.viewer.client.page_size
@@ -409,14 +410,9 @@ class SessionPoller:
         else:
             jitter = self.poll.jitter
             delay = self.interval_s * self.rng.uniform(1 - jitter, 1 + jitter)
-        try:
-            async with asyncio.timeout(delay):
-                await self._wakeup.wait()
-        except TimeoutError:
-            pass
-        else:
-            if self._hinted_at is not None and (debounce := self.pacing.debounce()) > 0:
-                await asyncio.sleep(debounce)
+        woken = await self._wakeup.wait(delay)
+        if woken and self._hinted_at is not None and (debounce := self.pacing.debounce()) > 0:
+            await asyncio.sleep(debounce)
         # Cleared only now: a hint that lands during the poll below wakes the next pause at once.
         self._wakeup.clear()
 

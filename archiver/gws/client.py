@@ -140,6 +140,9 @@ class GwsClient(Resource):
         self._auth_lock = asyncio.Lock()
         # Called after every re-login: a new HTTP session (team mode monitors again then).
         self.on_renewed: Callable[[], None] | None = None
+        # The last list read, by session id: (resource as decoded, parsed). An entry equal to
+        # the one before is not parsed again (most of a list is unchanged from read to read).
+        self._listed: dict[str, tuple[object, SmsSession]] = {}
 
     def __repr__(self) -> str:
         return f"GwsClient({self.base_url!r}, account={self.account.username!r})"
@@ -168,7 +171,22 @@ class GwsClient(Resource):
             objects = session_objects(body)
         except MalformedPayload as exc:
             raise ProtocolError(str(exc), url=f"{self.base_url}{API}/me/smssessions") from exc
-        return SessionList(*parse_each(parse_session, objects))
+        before, listed = self._listed, {}
+        sessions: list[SmsSession] = []
+        rejected: list[Malformed] = []
+        for obj in objects:
+            key = obj.get("id") if isinstance(obj, dict) else None
+            known = before.get(key) if isinstance(key, str) else None
+            if known is None or known[0] != obj:
+                try:
+                    known = (obj, parse_session(obj))
+                except MalformedPayload as exc:
+                    rejected.append(Malformed(str(exc), raw_text(obj)))
+                    continue
+            listed[known[1].id] = known
+            sessions.append(known[1])
+        self._listed = listed
+        return SessionList(sessions, rejected)
 
     async def get_session(self, session_id: str) -> SmsSession:
         """One session; raises NotFoundError when GWS no longer knows it."""
