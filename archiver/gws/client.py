@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_plus
 
 import orjson
 import structlog
@@ -219,7 +220,7 @@ class GwsClient(Resource):
         return page
 
     async def _read_messages(self, session_id: str, start_index: int, count: int) -> MessagePage:
-        path = f"{API}/me/smssessions/{quote(session_id, safe='')}/messages"
+        path = messages_path(session_id)
         url = self.base_url + path
         while True:
             params = {"startIndex": str(start_index), "count": str(count)}
@@ -317,7 +318,7 @@ class GwsClient(Resource):
     ) -> Any:
         """One HTTP exchange through the transport, then a check of ``statusCode``."""
         # Encoded once here, sent as it is: aiohttp would otherwise re-quote it on every request.
-        url = f"{self.base_url}{path}" + (f"?{urlencode(params)}" if params else "")
+        url = f"{self.base_url}{path}" + (f"?{query(params)}" if params else "")
         headers = self.csrf_headers() if method != "GET" else {}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -399,6 +400,22 @@ def raw_text(obj: object) -> str | bytes:
         return dumps(obj)
     except (RecursionError, TypeError, ValueError) as exc:
         return f"<not serialisable: {type(exc).__name__}>"
+
+
+@functools.lru_cache(maxsize=65536)
+def messages_path(session_id: str) -> str:
+    """The message log's path of a session (quoted once: every poll of it asks again)."""
+    return f"{API}/me/smssessions/{quote(session_id, safe='')}/messages"
+
+
+def query(params: Mapping[str, str]) -> str:
+    """``params`` as a query string; plain ASCII words and digits (and ``*``) need no quoting."""
+    return "&".join(f"{_quoted(key)}={_quoted(value)}" for key, value in params.items())
+
+
+def _quoted(text: str) -> str:
+    plain = text.isascii() and (text.isalnum() or text == "*")
+    return text if plain else quote_plus(text)
 
 
 def _endpoint(path: str) -> str:

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from typing import Any
 
 import aiohttp
@@ -34,6 +35,7 @@ from archiver.errors import (
     TransportError,
 )
 from archiver.gws.backoff import RequestRetry
+from archiver.gws.http1 import Http1Pool
 from archiver.gws.wire import decode_json, read_body
 from archiver.lifecycle import Resource
 from archiver.retry_after import parse_retry_after
@@ -63,6 +65,7 @@ class GwsHost:
         *,
         retry: RequestRetry | None = None,
         reserved_connections: int = 0,
+        keepalive_gets: bool = True,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
@@ -77,6 +80,17 @@ class GwsHost:
             total=config.request_timeout_s, connect=config.connect_timeout_s
         )
         self._connector: aiohttp.TCPConnector | None = None
+        # Plain GETs (message and list reads) take the lean kept-alive path; False sends every
+        # request through aiohttp (the HTTP error-mapping unit tests mock aiohttp's client).
+        self.pool: Http1Pool | None = None
+        if keepalive_gets:
+            self.pool = Http1Pool(
+                config.base_url,
+                limit=config.max_concurrent_requests,
+                verify_tls=config.verify_tls,
+                connect_timeout_s=config.connect_timeout_s,
+                max_body_bytes=config.max_body_bytes,
+            )
         self._paused_until = 0.0
         self.requests: Requests = Counter()
         self.pauses = 0
@@ -117,6 +131,8 @@ class GwsHost:
     async def close(self) -> None:
         """Close the pool; safe to call twice."""
         self._closed = True
+        if self.pool is not None:
+            self.pool.close()
         if self._connector is not None:
             connector, self._connector = self._connector, None
             await connector.close()
@@ -132,8 +148,12 @@ class Transport(Resource):
     def __init__(self, host: GwsHost, *, authorization: str) -> None:
         self.host = host
         self._authorization = authorization
+        self._identity = f"Authorization: {authorization}\r\nAccept: application/json"
         self._http: aiohttp.ClientSession | None = None
         self._closed = False
+        # The Cookie header of the pool's GETs, and the cookies it was made from.
+        self._cookies_held: tuple[tuple[str, str, str, str], ...] | None = None
+        self._cookies_sent = ""
 
     async def close(self) -> None:
         """Close this account's HTTP session (not the shared pool); safe to call twice."""
@@ -182,34 +202,93 @@ class Transport(Resource):
 
         ``url`` is already percent-encoded (it is sent as it is). ``endpoint`` labels the
         exchange in ``host.requests``; ``total_timeout_s`` replaces the configured request
-        timeout (for requests the server holds); ``on_headers`` sees the answer's headers
-        before its body is read.
+        timeout (for requests the server holds); ``on_headers`` sees the answer's headers.
+        Plain GETs go through the host's kept-alive pool (:mod:`archiver.gws.http1`), the rest
+        through aiohttp; both answers are read the same way.
         """
+        host = self.host
+        await host.wait_turn()
+        with map_exceptions(url, host.requests, endpoint):
+            if host.pool is not None and method == "GET" and total_timeout_s is None:
+                status, answer_headers, body = await self._get(url, headers)
+            else:
+                status, answer_headers, body = await self._exchange(
+                    method, url, headers, data, total_timeout_s
+                )
+        if on_headers is not None:
+            on_headers(answer_headers)
+        host.requests[endpoint, str(status)] += 1
+        if status >= 400:
+            wait_s = None
+            if status in (429, 503):
+                retry_after = answer_headers.get("Retry-After")
+                wait_s = parse_retry_after(retry_after, cap_s=host.config.max_retry_after_s)
+                if wait_s is not None:
+                    host.pause(wait_s)
+            raise http_error(status, body, url, retry_after_s=wait_s)
+        return Answer(status, decode_json(body, url))
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        data: bytes | None,
+        total_timeout_s: float | None,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One exchange through aiohttp's client."""
         host = self.host
         timeout = host.timeout  # never None: aiohttp reads None as "no timeout at all"
         if total_timeout_s is not None:
             timeout = aiohttp.ClientTimeout(
                 total=total_timeout_s, connect=host.config.connect_timeout_s
             )
-        await host.wait_turn()
-        with map_exceptions(url, host.requests, endpoint):
-            async with self._session.request(
-                method, URL(url, encoded=True), headers=headers, data=data, timeout=timeout
-            ) as response:
-                if on_headers is not None:
-                    on_headers(response.headers)
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-                body = await read_body(response, host.config.max_body_bytes, url)
-        host.requests[endpoint, str(status)] += 1
-        if status >= 400:
-            wait_s = None
-            if status in (429, 503):
-                wait_s = parse_retry_after(retry_after, cap_s=host.config.max_retry_after_s)
-                if wait_s is not None:
-                    host.pause(wait_s)
-            raise http_error(status, body, url, retry_after_s=wait_s)
-        return Answer(status, decode_json(body, url))
+        async with self._session.request(
+            method, URL(url, encoded=True), headers=headers, data=data, timeout=timeout
+        ) as response:
+            body = await read_body(response, host.config.max_body_bytes, url)
+            return response.status, response.headers, body
+
+    async def _get(
+        self, url: str, headers: Mapping[str, str] | None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One GET through the kept-alive pool, with this account's identity and cookies."""
+        host = self.host
+        assert host.pool is not None
+        jar = self._session.cookie_jar
+        lines = [
+            f"GET {host.pool.target(url)} HTTP/1.1",
+            f"Host: {host.pool.host_header}",
+            self._identity,
+        ]
+        cookies = self._cookie_header(jar, url)
+        if cookies:
+            lines.append(f"Cookie: {cookies}")
+        lines.extend(f"{name}: {value}" for name, value in (headers or {}).items())
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        answer = await host.pool.get(request, url, host.config.request_timeout_s)
+        set_cookies = answer.headers.getall("Set-Cookie", ())
+        if set_cookies:
+            received: SimpleCookie = SimpleCookie()
+            for header in set_cookies:
+                received.load(header)
+            jar.update_cookies(received, URL(url, encoded=True))
+        return answer.status, answer.headers, answer.body
+
+    def _cookie_header(self, jar: aiohttp.abc.AbstractCookieJar, url: str) -> str:
+        """The Cookie header for ``url``; worked out again only when the jar changes.
+
+        Session cookies (JSESSIONID, BAYEUX_BROWSER) are set for the whole API; when every
+        cookie held is, the header is the same for every request and is kept.
+        """
+        held = tuple((c.key, c.value, c["path"], c["domain"]) for c in jar)
+        if held == self._cookies_held:
+            return self._cookies_sent
+        filtered = jar.filter_cookies(URL(url, encoded=True))
+        header = "; ".join(f"{key}={morsel.value}" for key, morsel in filtered.items())
+        if all(path in ("", "/") for _, _, path, _ in held):
+            self._cookies_held, self._cookies_sent = held, header
+        return header
 
 
 @contextmanager
@@ -217,7 +296,7 @@ def map_exceptions(url: str, requests: Requests, endpoint: str) -> Iterator[None
     """Translate aiohttp's and the OS's failures into TransportError, counting each by name."""
     try:
         yield
-    except (TimeoutError, aiohttp.ClientError) as exc:
+    except (OSError, aiohttp.ClientError) as exc:  # TimeoutError and resets are OSErrors
         requests[endpoint, type(exc).__name__] += 1
         raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": "), url=url) from exc
 

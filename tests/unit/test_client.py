@@ -59,7 +59,9 @@ def clock() -> FakeClock:
 async def host(clock: FakeClock) -> AsyncIterator[GwsHost]:
     accounts = (Account("agent1", Secret("pw-one")), Account("agent2", Secret("pw-two")))
     config = GwsConfig(base_url=BASE, accounts=accounts)
-    gws_host = GwsHost(config, retry=RequestRetry(attempts=4), clock=clock, sleep=clock.sleep)
+    gws_host = GwsHost(
+        config, retry=RequestRetry(attempts=4), keepalive_gets=False, clock=clock, sleep=clock.sleep
+    )
     yield gws_host
     await gws_host.close()
 
@@ -212,7 +214,7 @@ async def test_requests_per_second_ceiling_holds_across_accounts(gws: Any) -> No
         return CallbackResult(payload=OK_LIST)
 
     gws.get(SESSIONS, callback=record, repeat=True)
-    host = GwsHost(config)
+    host = GwsHost(config, keepalive_gets=False)
     async with GwsClient(host, accounts[0]) as first, GwsClient(host, accounts[1]) as second:
         await asyncio.gather(*(client.list_sessions() for client in (first, second) * 40))
     await host.close()
