@@ -141,9 +141,12 @@ class GwsClient(Resource):
         self._auth_lock = asyncio.Lock()
         # Called after every re-login: a new HTTP session (team mode monitors again then).
         self.on_renewed: Callable[[], None] | None = None
-        # The last list read, by session id: (resource as decoded, parsed). An entry equal to
+        # The last list read, by session id: (resource as JSON bytes, parsed). An entry equal to
         # the one before is not parsed again (most of a list is unchanged from read to read).
-        self._listed: dict[str, tuple[object, SmsSession]] = {}
+        # Bytes, not the decoded dicts: holding those until the next read would move tens of
+        # thousands of objects a second into the collector's oldest generation, and every full
+        # collection that follows costs more than the parsing saved.
+        self._listed: dict[str, tuple[bytes, SmsSession]] = {}
 
     def __repr__(self) -> str:
         return f"GwsClient({self.base_url!r}, account={self.account.username!r})"
@@ -178,9 +181,10 @@ class GwsClient(Resource):
         for obj in objects:
             key = obj.get("id") if isinstance(obj, dict) else None
             known = before.get(key) if isinstance(key, str) else None
-            if known is None or known[0] != obj:
+            text = _entry_bytes(obj)
+            if known is None or not text or known[0] != text:
                 try:
-                    known = (obj, parse_session(obj))
+                    known = (text, parse_session(obj))
                 except MalformedPayload as exc:
                     rejected.append(Malformed(str(exc), raw_text(obj)))
                     continue
@@ -400,6 +404,14 @@ def raw_text(obj: object) -> str | bytes:
         return dumps(obj)
     except (RecursionError, TypeError, ValueError) as exc:
         return f"<not serialisable: {type(exc).__name__}>"
+
+
+def _entry_bytes(obj: object) -> bytes:
+    """A list entry as compact JSON, to tell whether it changed (b"": cannot tell, parse it)."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return b""
 
 
 @functools.lru_cache(maxsize=65536)
