@@ -12,8 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 def format_instant(instant: datetime) -> str:
     """UTC ISO-8601 with milliseconds and ``Z``: ``2026-01-02T03:04:05.678Z``."""
-    utc = instant.astimezone(UTC)
-    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    utc = instant if instant.tzinfo is UTC else instant.astimezone(UTC)
+    # Field by field: strftime costs several times as much, once per message archived.
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+        f"{utc.second:02d}.{utc.microsecond // 1000:03d}Z"
+    )
 
 
 def utc_now(seconds_from_now: float = 0.0) -> str:

@@ -1,9 +1,25 @@
-"""The shape every resource shares: an async context manager over ``open()`` and ``close()``."""
+"""The shape every resource shares, and the event loop the daemon runs on.
+
+:class:`Resource` is an async context manager over ``open()`` and ``close()``; :func:`run` runs
+a coroutine on uvloop (libuv), which costs about half of asyncio's own loop per request.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar
+
+import uvloop
+
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to the end on a new uvloop event loop (the daemon's, and the bench's)."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 class Resource:

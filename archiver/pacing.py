@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from archiver.config import PollConfig, PushConfig
@@ -105,26 +103,26 @@ class PageSlots:
         self._urgent: deque[asyncio.Future[None]] = deque()
         self._routine: deque[asyncio.Future[None]] = deque()
 
-    @asynccontextmanager
-    async def take(self, *, urgent: bool = False) -> AsyncIterator[None]:
-        """Hold one slot for the block."""
+    async def take(self, *, urgent: bool = False) -> None:
+        """Wait for a slot and hold it; give it back with :meth:`release`.
+
+        (Not a context manager: a generator-based one costs more than the whole bookkeeping,
+        once per poll of every session.)
+        """
         if self._free > 0 and not self._urgent and not self._routine:
             self._free -= 1
-        else:
-            waiter = asyncio.get_running_loop().create_future()
-            (self._urgent if urgent else self._routine).append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._release()  # handed a slot as it was cancelled: pass it on
-                raise
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        (self._urgent if urgent else self._routine).append(waiter)
         try:
-            yield
-        finally:
-            self._release()
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot as it was cancelled: pass it on
+            raise
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Give a slot back: to the first drain waiting, else the first routine poll."""
         for queue in (self._urgent, self._routine):
             while queue:
                 waiter = queue.popleft()

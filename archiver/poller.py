@@ -201,6 +201,9 @@ class SessionPoller:
     def _reader(self) -> View | None:
         """The view to read through: the current one while open, else the newest open one,
         else (for the last drain) any that still answers."""
+        current = self._current
+        if current is not None and current.left is None and current.readable:
+            return current  # the common case, asked several times per poll
         readable = [view for view in self.views.values() if view.readable]
         open_views = [view for view in readable if view.open]
         if self._current in open_views:
@@ -264,18 +267,21 @@ class SessionPoller:
             # A short page usually means "caught up", but GWS may legally answer short: a drain
             # reads on until a page brings nothing at all.
             limit = 1 if closing else view.viewer.client.page_size
-            async with self.page_slots.take(urgent=closing):
-                try:
-                    page = await view.viewer.client.fetch_messages(self.session.id, self.next_index)
-                except NotFoundError:
-                    self.gone(view.viewer.account)
-                    closing = True
-                    continue
+            await self.page_slots.take(urgent=closing)
+            try:
+                page = await view.viewer.client.fetch_messages(self.session.id, self.next_index)
+            except NotFoundError:
+                self.gone(view.viewer.account)
+                closing = True
+                continue
+            else:
                 # A page that cannot move the cursor (all of it unusable) would repeat forever.
                 advances = (page.next_index or 0) > self.next_index
                 caught_up = page.received < limit or not advances
                 if page.messages or page.rejected or self._unrecorded():
                     stored += await self._store(view, page)
+            finally:
+                self.page_slots.release()
             if self.ended:
                 return stored
             if caught_up:
@@ -353,7 +359,8 @@ class SessionPoller:
         return next(reversed(self.views.values()), None)
 
     def _unrecorded(self) -> bool:
-        return self._stored_session != self.session or any(
+        stored = self._stored_session
+        return (stored is not self.session and stored != self.session) or any(
             not view.recorded for view in self.views.values()
         )
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 
+from archiver import lifecycle
 from archiver.config import HooksConfig, Secret
 from archiver.config.model import WebhookHook
 from archiver.feed import EventFeed
@@ -48,7 +49,7 @@ def run_webhooks(settings: BenchSettings, context: BenchContext) -> ScenarioResu
         context.progress(f"webhooks: {mode} receiver, {rate:g} events/s")
         workdir = context.workdir / f"webhooks-{mode}"
         workdir.mkdir(parents=True, exist_ok=True)
-        figures = asyncio.run(_one_run(settings, workdir, mode, rate))
+        figures = lifecycle.run(_one_run(settings, workdir, mode, rate))  # the daemon's loop
         for key, label, value, unit, decimals in figures:
             result.add(f"{mode}_{key}", f"{mode}: {label}", value, unit, decimals)
     return result

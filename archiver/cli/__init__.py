@@ -13,9 +13,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-import uvloop
-
-from archiver import __version__
+from archiver import __version__, lifecycle
 from archiver.cli.exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from archiver.cli.hooks import add_hooks_commands
 from archiver.cli.read import add_read_commands
@@ -159,6 +157,5 @@ def run_until_signalled(work: Coroutine[Any, Any, Any]) -> int:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(supervise())
+    lifecycle.run(supervise())
     return EXIT_OK

@@ -307,7 +307,7 @@ def _optional_str(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return _SURROGATES.sub("\ufffd", value)
+        return value if value.isascii() else _SURROGATES.sub("\ufffd", value)
     if isinstance(value, bool | int | float):
         return _clip(value, 100) if isinstance(value, int) else str(value)
     return None
