@@ -179,3 +179,21 @@ async def test_http_errors_and_retry_after_read_as_before(
         await get(client)
     assert getattr(throttled.value, "retry_after_s", None) == 2.0
     assert server.connections == 1
+
+
+async def test_concurrent_requests_share_at_most_the_configured_connections(
+    server: Server,
+) -> None:
+    config = GwsConfig(
+        base_url=f"http://127.0.0.1:{server.port}",
+        accounts=(Account("agent1", Secret("pw")),),
+        max_concurrent_requests=2,
+    )
+    for _ in range(12):
+        server.then(answer(OK))
+    host = GwsHost(config, retry=RequestRetry(attempts=1))
+    async with GwsClient(host, config.accounts[0]) as gws:
+        answers = await asyncio.gather(*(get(gws) for _ in range(12)))
+    await host.close()
+    assert answers == [{"statusCode": 0, "smssessions": []}] * 12
+    assert server.connections <= 2
