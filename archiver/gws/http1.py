@@ -8,15 +8,17 @@ Everything else (POSTs, CometD's held requests) goes through aiohttp as before, 
 mapping of answers onto errors: :class:`~archiver.gws.transport.Transport` uses this pool and
 treats what it returns exactly as an aiohttp answer.
 
-What it does not do is on purpose narrow: GET without a body, no redirects, no compression (it
-does not ask for any), no proxies. A connection GWS closed while it sat idle is noticed on the
-next use and that request is sent once more on a new connection (a GET is safe to repeat).
+What it does is on purpose narrow: GET without a body, no redirects, no proxies; it asks for no
+compression, but decodes gzip and deflate should a proxy compress anyway. A connection GWS
+closed while it sat idle is noticed on the next use and that request is sent once more on a
+new connection (a GET is safe to repeat).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from typing import cast
@@ -140,11 +142,22 @@ class Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            status = self._parser.get_status_code()
-            answer = RawAnswer(status, CIMultiDictProxy(self._headers), b"".join(self._body))
-            waiter.set_result(answer)
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        body = b"".join(self._body)
+        encoding = self._headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # Not asked for, but a proxy may compress anyway: decoded here, never taken for
+            # a malformed body (which would be kept as poison), and bounded like any body.
+            try:
+                body = _decompressed(encoding, body, self.limit)
+            except (ValueError, zlib.error) as exc:
+                self._fail(ConnectionError(f"Content-Encoding {encoding}: {exc}"))
+                return
+        self._waiter = None
+        status = self._parser.get_status_code()
+        waiter.set_result(RawAnswer(status, CIMultiDictProxy(self._headers), body))
 
     def _framed(self) -> bool:
         headers = self._headers
@@ -156,6 +169,17 @@ class Connection(asyncio.Protocol):
         self.close()
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
+
+
+def _decompressed(encoding: str, body: bytes, limit: int) -> bytes:
+    """``body`` decoded from gzip or deflate; ValueError for another coding or over ``limit``."""
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise ValueError("not supported")
+    decoder = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)  # gzip or zlib, by its header
+    data = decoder.decompress(body, limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"decoded body exceeds max_body_bytes ({limit})")
+    return data
 
 
 class Http1Pool:

@@ -7,6 +7,7 @@ garbage) and reads them through the real client, so what is checked is what the 
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -197,3 +198,16 @@ async def test_concurrent_requests_share_at_most_the_configured_connections(
     await host.close()
     assert answers == [{"statusCode": 0, "smssessions": []}] * 12
     assert server.connections <= 2
+
+
+async def test_a_compressed_answer_is_decoded_not_kept_as_poison(
+    server: Server, client: GwsClient
+) -> None:
+    server.then(answer(gzip.compress(OK), "Content-Encoding: gzip"))
+    server.then(answer(b"not gzip at all", "Content-Encoding: gzip"))
+    server.then(answer(OK, "Content-Encoding: br"))
+    assert await get(client) == {"statusCode": 0, "smssessions": []}
+    with pytest.raises(TransportError, match="Content-Encoding gzip"):
+        await get(client)
+    with pytest.raises(TransportError, match="Content-Encoding br"):
+        await get(client)
