@@ -31,7 +31,7 @@ from archiver.gws.push import PushClient
 from archiver.gws.transport import GwsHost
 from archiver.hooks.dispatcher import HookDispatcher
 from archiver.instance_lock import InstanceLock
-from archiver.pacing import Pacing, PageSlots
+from archiver.pacing import SLOTS_PER_CONNECTION, Pacing, PageSlots
 from archiver.reconcile import HistoryReader, Reconciler, history_clients
 from archiver.state import DaemonState, FailureState
 from archiver.store.reader import ArchiveReader
@@ -119,7 +119,7 @@ class Daemon:
                 writer=writer,
                 stats=self.stats,
                 rng=random.Random(self._rng.random()),
-                page_slots=PageSlots(config.gws.max_concurrent_requests),
+                page_slots=PageSlots(SLOTS_PER_CONNECTION * config.gws.max_concurrent_requests),
                 reconcile=reconcile,
                 read_history=history.at_end if history is not None else None,
             )
