@@ -206,8 +206,6 @@ class SessionPoller:
             return current  # the common case, asked several times per poll
         readable = [view for view in self.views.values() if view.readable]
         open_views = [view for view in readable if view.open]
-        if self._current in open_views:
-            return self._current
         if open_views:
             return open_views[-1]
         return readable[-1] if readable else None

@@ -414,7 +414,7 @@ def _entry_bytes(obj: object) -> bytes:
         return b""
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=16384)
 def messages_path(session_id: str) -> str:
     """The message log's path of a session (quoted once: every poll of it asks again)."""
     return f"{API}/me/smssessions/{quote(session_id, safe='')}/messages"

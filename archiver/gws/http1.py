@@ -28,6 +28,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from archiver.errors import UndecodableError
+from archiver.gws.wire import KEPT_BODY_BYTES
 
 __all__ = ["Connection", "Http1Pool", "RawAnswer", "StaleConnection"]
 
@@ -135,7 +136,7 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
         if self._size > self.limit:
-            head = b"".join(self._body)[: 64 * 1024]
+            head = b"".join(self._body)[:KEPT_BODY_BYTES]
             error = f"body exceeds max_body_bytes ({self.limit})"
             self._fail(UndecodableError(error, url=self.url, body=head, truncated=True))
             return

@@ -271,7 +271,7 @@ class Transport(Resource):
         if set_cookies:
             received: SimpleCookie = SimpleCookie()
             for header in set_cookies:
-                received.load(header)
+                received.load(header)  # skips what it cannot read (tests/unit/test_http1.py)
             jar.update_cookies(received, URL(url, encoded=True))
         return answer.status, answer.headers, answer.body
 

@@ -211,3 +211,31 @@ async def test_a_compressed_answer_is_decoded_not_kept_as_poison(
         await get(client)
     with pytest.raises(TransportError, match="Content-Encoding br"):
         await get(client)
+
+
+async def test_a_reused_connection_closed_before_answering_is_retried_once(
+    server: Server, client: GwsClient
+) -> None:
+    # The server reads the second request on the kept-alive connection and closes without a
+    # byte: the client sends it again on a new connection, which answers.
+    server.then(answer(OK)).then(lambda _head: None).then(answer(OK))
+    await get(client)
+    assert await get(client) == {"statusCode": 0, "smssessions": []}
+    assert server.connections == 2
+    assert len(server.heads) == 3
+
+
+async def test_unreadable_cookies_do_not_lose_the_answer(server: Server, client: GwsClient) -> None:
+    odd = (
+        "Set-Cookie: bad key=1",
+        "Set-Cookie: =x",
+        'Set-Cookie: a="unterminated',
+        "Set-Cookie: k=v; Expires=garbage; Max-Age=x",
+        "Set-Cookie: \xff=\xfe",
+        "Set-Cookie: JSESSIONID=abc; Path=/",
+    )
+    server.then(answer(OK, *odd)).then(answer(OK))
+    assert await get(client) == {"statusCode": 0, "smssessions": []}
+    await get(client)
+    assert client.transport.session_cookie() == "abc"
+    assert b"JSESSIONID=abc" in server.heads[1]
