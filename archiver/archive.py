@@ -27,12 +27,13 @@ import html
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from archiver.errors import StoreError
 from archiver.events import Event
 from archiver.lifecycle import Resource
-from archiver.store import queries
+from archiver.store import queries, search
+from archiver.store.db import ArchiveLocation, location_of
+from archiver.store.postgres import PostgresArchive
 from archiver.store.queries import (
     MESSAGE_COLUMNS,
     ArchivedMessage,
@@ -258,10 +259,16 @@ def _in_log_order(messages: list[ArchivedMessage]) -> list[ArchivedMessage]:
 
 
 class Archive(Resource):
-    """Read-only access to one archive file; an async context manager."""
+    """Read-only access to one archive; an async context manager.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+    ``path`` is an SQLite file, or a ``postgresql://`` URL (or
+    :class:`~archiver.store.postgres.PostgresArchive`) for an archive in PostgreSQL.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | PostgresArchive) -> None:
+        self.path: ArchiveLocation = (
+            path if isinstance(path, PostgresArchive) else location_of(os.fspath(path))
+        )
         self._reader = ArchiveReader(self.path)
 
     async def open(self) -> None:
@@ -338,7 +345,7 @@ class Archive(Resource):
         Typing previews are left out unless ``types`` asks for them. Raises
         :class:`InvalidQueryError` if the query is not valid FTS5 syntax.
         """
-        return await queries.search_messages(
+        return await search.search_messages(
             self._reader.conn,
             query,
             filters or SessionFilter(),

@@ -15,6 +15,7 @@ import random
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
@@ -85,18 +86,19 @@ class Daemon:
         """Archive until cancelled."""
         config = self.config
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(InstanceLock(config.archive.path))
+            if isinstance(config.archive.location, Path):
+                await stack.enter_async_context(InstanceLock(config.archive.location))
             writer = await stack.enter_async_context(
-                ArchiveWriter(config.archive.path, busy_timeout_s=config.archive.busy_timeout_s)
+                ArchiveWriter(config.archive.location, busy_timeout_s=config.archive.busy_timeout_s)
             )
             self.state.last_seq = lambda: writer.last_seq
-            reader = await stack.enter_async_context(ArchiveReader(config.archive.path))
+            reader = await stack.enter_async_context(ArchiveReader(config.archive.location))
             feed = EventFeed(reader, writer.last_seq)
             writer.on_commit = feed.committed
             self.state.feed = feed
             hooks = await stack.enter_async_context(
                 HookDispatcher(
-                    config.archive.path,
+                    config.archive.location,
                     feed,
                     config.hooks,
                     source=config.source,
@@ -133,7 +135,7 @@ class Daemon:
                     log.warning("team_start_failed", supervisor=team.supervisor, error=str(exc))
             await stack.enter_async_context(
                 RunRecorder(
-                    config.archive.path,
+                    config.archive.location,
                     version=__version__,
                     config_hash=config_digest(config),
                     totals=self.stats,
@@ -151,7 +153,7 @@ class Daemon:
             log.info(
                 "daemon_started",
                 version=__version__,
-                archive=str(config.archive.path),
+                archive=str(config.archive.location),
                 accounts=[client.account.username for client in clients],
                 base_url=config.gws.base_url,
             )
@@ -229,7 +231,7 @@ class Daemon:
         while True:
             try:
                 result = await purge_expired(
-                    archive.path, retain_days, busy_timeout_s=archive.busy_timeout_s
+                    archive.location, retain_days, busy_timeout_s=archive.busy_timeout_s
                 )
             except Exception as exc:  # retried next round, whatever it was
                 health.failed(exc)

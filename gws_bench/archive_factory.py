@@ -12,10 +12,10 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from archiver.gws.models import parse_message, parse_session
+from archiver.store.db import ArchiveLocation
 from archiver.store.writer import ArchiveWriter, Page
 
 BASE_TIME = datetime(2024, 3, 1, tzinfo=UTC)
@@ -64,7 +64,7 @@ class PlannedSession:
 class GeneratedArchive:
     """An archive file and the plan it was built from."""
 
-    path: Path
+    path: ArchiveLocation
     sessions: tuple[PlannedSession, ...]
 
     @property
@@ -197,7 +197,7 @@ def generate_session(
 
 
 async def write_archive(
-    path: Path,
+    path: ArchiveLocation,
     sessions: int,
     messages_per_session: int,
     *,

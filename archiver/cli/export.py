@@ -27,6 +27,7 @@ from archiver.archive import (
     Transcript,
     html_page,
 )
+from archiver.store.db import ArchiveLocation
 
 FORMATS = ("jsonl", "csv", "text", "html")
 # OWASP CSV injection: a cell starting with one of these is a formula to a spreadsheet.
@@ -35,7 +36,9 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _FILE_MODE, _DIR_MODE = 0o600, 0o700
 
 
-async def export_archive(args: argparse.Namespace, path: Path, filters: SessionFilter) -> None:
+async def export_archive(
+    args: argparse.Namespace, path: ArchiveLocation, filters: SessionFilter
+) -> None:
     """``export``: messages as JSON lines or CSV, or transcripts as text or HTML."""
     fmt = args.format
     if args.out is not None:

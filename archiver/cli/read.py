@@ -36,6 +36,7 @@ from archiver.config import ArchiveConfig, load_config
 from archiver.errors import ArchiverError, ConfigError
 from archiver.events import EVENT_TYPES, Event, MessageEvent, SessionEvent
 from archiver.instants import parse_instant
+from archiver.store.db import ArchiveLocation, location_of, missing
 from archiver.store.queries import InvalidQueryError
 from archiver.store.retention import purge_expired, set_legal_hold
 
@@ -45,7 +46,7 @@ _BOLD, _RESET = "\x1b[1m", "\x1b[0m"
 # snippet is printable: the terminal codes must not be escaped with the customer's.
 _MARK_START, _MARK_END = "\ue000", "\ue001"
 
-Command = Callable[[argparse.Namespace, Path], Coroutine[Any, Any, int]]
+Command = Callable[[argparse.Namespace, ArchiveLocation], Coroutine[Any, Any, int]]
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -117,12 +118,13 @@ def busy_timeout_s(args: argparse.Namespace) -> float:
     return ArchiveConfig().busy_timeout_s
 
 
-def archive_path(args: argparse.Namespace) -> Path:
-    """``--archive``, else the configuration's ``[archive] path``, else ./archive.sqlite3."""
+def archive_path(args: argparse.Namespace) -> ArchiveLocation:
+    """``--archive`` (a file or a ``postgresql://`` URL), else the configuration's archive,
+    else ./archive.sqlite3."""
     if args.archive is not None:
-        return Path(args.archive)
+        return location_of(args.archive)
     if args.config is not None:
-        return load_config(args.config).archive.path
+        return load_config(args.config).archive.location
     return DEFAULT_ARCHIVE
 
 
@@ -132,7 +134,7 @@ def _handler(command: Command) -> Handler:
     def handle(args: argparse.Namespace) -> int:
         try:
             path = archive_path(args)
-            if not path.is_file():
+            if missing(path):
                 return _fail(f"no archive at {path}", EXIT_FAILURE)
             return asyncio.run(command(args, path))
         except ConfigError as exc:
@@ -220,7 +222,7 @@ def _when(stamp: str | None) -> str:
     return stamp[:19].replace("T", " ") if stamp else "-"
 
 
-async def _sessions(args: argparse.Namespace, path: Path) -> int:
+async def _sessions(args: argparse.Namespace, path: ArchiveLocation) -> int:
     async with Archive(path) as archive:
         found = archive.sessions(_filters(args), limit=args.limit or None)
         if args.json:
@@ -244,7 +246,7 @@ async def _sessions(args: argparse.Namespace, path: Path) -> int:
     return EXIT_OK
 
 
-async def _transcript(args: argparse.Namespace, path: Path) -> int:
+async def _transcript(args: argparse.Namespace, path: ArchiveLocation) -> int:
     async with Archive(path) as archive:
         transcript = await archive.transcript(args.session_id)
     if transcript is None:
@@ -258,7 +260,7 @@ async def _transcript(args: argparse.Namespace, path: Path) -> int:
     return EXIT_OK
 
 
-async def _search(args: argparse.Namespace, path: Path) -> int:
+async def _search(args: argparse.Namespace, path: ArchiveLocation) -> int:
     query = '"' + args.text.replace('"', '""') + '"' if args.phrase else args.text
     color = _color() and not args.json
     highlight = (_MARK_START, _MARK_END) if not args.json else ("[", "]")
@@ -285,14 +287,14 @@ async def _search(args: argparse.Namespace, path: Path) -> int:
     return EXIT_OK
 
 
-async def _export(args: argparse.Namespace, path: Path) -> int:
+async def _export(args: argparse.Namespace, path: ArchiveLocation) -> int:
     if args.json and args.format != "jsonl":
         return _fail(f"--json conflicts with --format {args.format}", EXIT_USAGE)
     await export_archive(args, path, _filters(args))
     return EXIT_OK
 
 
-async def _stats(args: argparse.Namespace, path: Path) -> int:
+async def _stats(args: argparse.Namespace, path: ArchiveLocation) -> int:
     async with Archive(path) as archive:
         stats = await archive.stats()
     if args.json:
@@ -320,7 +322,7 @@ async def _stats(args: argparse.Namespace, path: Path) -> int:
     return EXIT_OK
 
 
-async def _events_tail(args: argparse.Namespace, path: Path) -> int:
+async def _events_tail(args: argparse.Namespace, path: ArchiveLocation) -> int:
     async with Archive(path) as archive:
         # Read the end first: whatever commits after it is picked up by the follow loop.
         newest = await archive.last_seq()
@@ -352,7 +354,7 @@ def _print_event(event: Event, as_json: bool) -> None:
     print(printable(line))
 
 
-async def _purge(args: argparse.Namespace, path: Path) -> int:
+async def _purge(args: argparse.Namespace, path: ArchiveLocation) -> int:
     result = await purge_expired(
         path, args.retain_days, batch=args.batch, busy_timeout_s=busy_timeout_s(args)
     )
@@ -366,7 +368,7 @@ async def _purge(args: argparse.Namespace, path: Path) -> int:
     return EXIT_OK
 
 
-async def _hold(args: argparse.Namespace, path: Path) -> int:
+async def _hold(args: argparse.Namespace, path: ArchiveLocation) -> int:
     held = not args.release
     if not await set_legal_hold(
         path, args.session_id, held=held, busy_timeout_s=busy_timeout_s(args)

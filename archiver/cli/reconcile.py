@@ -15,6 +15,7 @@ import asyncio
 from collections import Counter
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 
@@ -77,9 +78,10 @@ async def _reconcile(
     config: Config, session_ids: list[str], since: datetime | None
 ) -> list[Outcome]:
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(InstanceLock(config.archive.path))
+        if isinstance(config.archive.location, Path):
+            await stack.enter_async_context(InstanceLock(config.archive.location))
         writer = await stack.enter_async_context(
-            ArchiveWriter(config.archive.path, busy_timeout_s=config.archive.busy_timeout_s)
+            ArchiveWriter(config.archive.location, busy_timeout_s=config.archive.busy_timeout_s)
         )
         host = GwsHost(config.gws, reserved_connections=len(config.accounts))
         stack.push_async_callback(host.close)

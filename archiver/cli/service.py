@@ -22,6 +22,7 @@ from archiver.cli.exit_codes import EXIT_FAILURE, EXIT_OK
 from archiver.cli.read import archive_path
 from archiver.config import load_config
 from archiver.config_dump import effective_config, render_toml
+from archiver.store.db import ArchiveLocation, missing
 from archiver.store.runs import Run, recent_runs
 from archiver.store.vitals import ArchiveSummary, archive_bytes, summarize
 
@@ -55,7 +56,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """``status``: the newest runs, archive progress and recent ingest lag."""
     path = archive_path(args)
-    if not path.is_file():
+    if missing(path):
         print(f"gws-archiver: no archive at {path}", file=sys.stderr)
         return EXIT_FAILURE
     summary, runs, sizes = asyncio.run(_gather(path, args.runs))
@@ -67,7 +68,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _gather(path: Path, limit: int) -> tuple[ArchiveSummary, list[Run], dict[str, int]]:
+async def _gather(
+    path: ArchiveLocation, limit: int
+) -> tuple[ArchiveSummary, list[Run], dict[str, int]]:
     # SQLite work runs in threads, as everywhere else; the three reads are independent.
     return await asyncio.gather(
         asyncio.to_thread(summarize, path),
@@ -77,7 +80,12 @@ async def _gather(path: Path, limit: int) -> tuple[ArchiveSummary, list[Run], di
 
 
 def status_report(
-    path: Path, summary: ArchiveSummary, runs: list[Run], sizes: dict[str, int], *, now: datetime
+    path: ArchiveLocation,
+    summary: ArchiveSummary,
+    runs: list[Run],
+    sizes: dict[str, int],
+    *,
+    now: datetime,
 ) -> dict[str, Any]:
     """The status as plain data (the ``--json`` form)."""
     last = summary.last_archived_at

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from archiver.store.postgres import PostgresArchive
+
 
 class Secret:
     """A string that never shows itself in logs, reprs or tracebacks."""
@@ -131,12 +133,19 @@ class TeamConfig:
 
 @dataclass(frozen=True, slots=True)
 class ArchiveConfig:
-    """Where the SQLite archive lives."""
+    """Where the archive lives: an SQLite file (``path``), or PostgreSQL (``url``)."""
 
     path: Path = Path("archive.sqlite3")
     busy_timeout_s: float = 10.0
     retain_days: float | None = None  # None keeps everything
     retention_interval_s: float = 3600.0
+    url: str | None = None  # postgresql://...; several daemons may share it
+    lease_s: float = 10.0  # PostgreSQL: how long a daemon's hold on its work outlives it
+
+    @property
+    def location(self) -> Path | PostgresArchive:
+        """The archive the store opens."""
+        return PostgresArchive(self.url) if self.url is not None else self.path
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from archiver.config.server import parse_server
 from archiver.config.table import TableReader
 from archiver.config.team import parse_team, password
 from archiver.errors import ConfigError
+from archiver.store.postgres import is_url
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
@@ -189,9 +190,17 @@ def _parse_archive(reader: TableReader, base_dir: Path) -> ArchiveConfig:
     raw = reader.get("path", str, str(reader.defaults["path"]))
     if not raw:
         raise reader.fail("path", "must not be empty")
+    url = reader.get("url", str) if "url" in reader.table else None
+    if url is not None:
+        if "path" in reader.table:
+            raise reader.fail("url", "set either path (SQLite) or url (PostgreSQL), not both")
+        if not is_url(url):
+            raise reader.fail("url", "must be a postgresql:// URL")
     path = Path(raw).expanduser()
     config = ArchiveConfig(
         path=path if path.is_absolute() else base_dir / path,
+        url=url,
+        lease_s=reader.positive("lease_s", float),
         busy_timeout_s=reader.positive("busy_timeout_s", float),
         retain_days=(
             reader.positive("retain_days", float) if "retain_days" in reader.table else None

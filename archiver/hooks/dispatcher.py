@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
@@ -38,6 +37,7 @@ from archiver.hooks.python import PythonSink, discover_plugins, load_target
 from archiver.hooks.retry import retry_delay
 from archiver.hooks.sink import Outcome, Sink, failed
 from archiver.hooks.webhook import WebhookSink
+from archiver.store.db import ArchiveLocation
 from archiver.store.deliveries import DeliveryStore, QueuedDelivery, Settled, SubscriberStatus
 
 log = structlog.get_logger()
@@ -90,7 +90,7 @@ class HookDispatcher:
 
     def __init__(
         self,
-        archive: Path,
+        archive: ArchiveLocation,
         feed: EventFeed,
         hooks: HooksConfig,
         *,

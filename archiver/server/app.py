@@ -64,7 +64,7 @@ class StatusServer(Resource):
             raise ArchiverError("the status server can start only once")
         host, port = self.config.address
         self._web = WebView(
-            self.state.config.archive.path, self.config.token, self.state.committed_seq
+            self.state.config.archive.location, self.config.token, self.state.committed_seq
         )
         await self._web.open()
         app = web.Application(middlewares=[self._check_host, self._authorize])

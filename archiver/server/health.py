@@ -44,7 +44,7 @@ def ready_window_s(state: DaemonState) -> float:
 async def check_readiness(state: DaemonState) -> Readiness:
     """Check the archive and each account now."""
     reasons: list[str] = []
-    path = state.config.archive.path
+    path = state.config.archive.location
     if not state.archive_open:
         problem: str | None = "the archive is not open yet"
     else:

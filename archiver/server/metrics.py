@@ -20,7 +20,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import structlog
 from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
@@ -35,6 +34,7 @@ from prometheus_client.metrics_core import (
 from archiver import __version__
 from archiver.errors import StoreError
 from archiver.state import DaemonState
+from archiver.store.db import ArchiveLocation
 from archiver.store.deliveries import DeliveryStore, SubscriberStatus
 from archiver.store.vitals import archive_bytes
 
@@ -293,7 +293,7 @@ class DaemonCollector:
         yield from (deliveries, backlog, dead, disabled)
 
 
-async def read_vitals(path: Path) -> ArchiveVitals:
+async def read_vitals(path: ArchiveLocation) -> ArchiveVitals:
     """The archive file's sizes and the hook subscribers' delivery state, off the event loop."""
     file_bytes = await asyncio.to_thread(archive_bytes, path)
     try:
@@ -310,7 +310,7 @@ async def render_metrics(
     state: DaemonState, *, sse_clients: int, accept: str | None
 ) -> tuple[bytes, str]:
     """The scrape body and its content type (text format, or OpenMetrics if accepted)."""
-    vitals = await read_vitals(state.config.archive.path)
+    vitals = await read_vitals(state.config.archive.location)
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     GCCollector(registry=registry)

@@ -33,6 +33,7 @@ from archiver.config.model import Secret
 from archiver.instants import parse_instant
 from archiver.lifecycle import Resource
 from archiver.server import pages
+from archiver.store.db import ArchiveLocation
 
 COOKIE = "gws_archiver_token"
 SECURITY_HEADERS = {
@@ -104,7 +105,9 @@ def login_response(request: web.Request, *, wrong: bool = False) -> web.Response
 class WebView(Resource):
     """The web view's routes, over one read-only connection to the archive."""
 
-    def __init__(self, archive_path: Path, token: Secret | None, seq: Callable[[], int]) -> None:
+    def __init__(
+        self, archive_path: ArchiveLocation, token: Secret | None, seq: Callable[[], int]
+    ) -> None:
         self._archive = Archive(archive_path)
         self._token = token
         self._seq = seq

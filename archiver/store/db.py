@@ -1,4 +1,4 @@
-"""The one place that opens SQLite connections to the archive, with one policy.
+"""The one place that opens connections to the archive (SQLite or PostgreSQL), with one policy.
 
 Every connection is in autocommit mode (transactions are explicit: ``BEGIN IMMEDIATE``), waits
 ``busy_timeout_s`` for a lock held by another connection, and uses ``synchronous = NORMAL``
@@ -11,6 +11,11 @@ connection on one worker thread of its own, and every use a function of that con
 ``await db.run(fn, *args)`` (datasette's ``execute_write_fn``). The writer, the delivery store
 and retention each hold one; :func:`transaction` is their ``BEGIN IMMEDIATE ... COMMIT``.
 Opening one with ``migrated`` is the one place the schema is brought up to date.
+
+An archive is an :data:`ArchiveLocation`: an SQLite file's ``Path`` (the default) or a
+:class:`~archiver.store.postgres.PostgresArchive`. A PostgreSQL connection has the same face
+(:class:`~archiver.store.postgres.PgConnection`); a broken one is opened again on the next call,
+so a server that went away and came back costs the calls made meanwhile, never the thread.
 """
 
 from __future__ import annotations
@@ -24,16 +29,35 @@ from typing import Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote
 
 import aiosqlite
+import psycopg
 
 from archiver.errors import StoreError
 from archiver.lifecycle import Resource
+from archiver.store import postgres
 from archiver.store.files import create_private
 from archiver.store.migrate import migrate
+from archiver.store.postgres import PgAsyncConnection, PgConnection, PostgresArchive
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_BUSY_TIMEOUT_S = 10.0
+
+ArchiveLocation = Path | PostgresArchive
+Connection = sqlite3.Connection | PgConnection
+ReadConnection = aiosqlite.Connection | PgAsyncConnection
+# What a failing statement raises, whichever the engine.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
+# Trouble of the database (busy, locked, I/O, gone), not of what was being stored.
+TRANSIENT_ERRORS = (
+    sqlite3.OperationalError,
+    sqlite3.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.AdminShutdown,
+)
 
 
 def read_only_uri(path: Path) -> str:
@@ -42,14 +66,19 @@ def read_only_uri(path: Path) -> str:
 
 
 def connect(
-    path: Path,
+    path: ArchiveLocation,
     *,
     busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
     read_only: bool = False,
     wal: bool = False,
     threaded: bool = False,
-) -> sqlite3.Connection:
+) -> Connection:
     """A connection under the archive's policy; ``threaded`` lets a worker thread use it."""
+    if isinstance(path, PostgresArchive):
+        pg = open_postgres(path)
+        if read_only:
+            pg.execute("SET default_transaction_read_only = on")
+        return pg
     if read_only:
         conn = sqlite3.connect(
             read_only_uri(path),
@@ -74,6 +103,18 @@ def connect(
     return conn
 
 
+def open_postgres(archive: PostgresArchive) -> PgConnection:
+    """A connection to a PostgreSQL archive; an unreachable server is a StoreError."""
+    try:
+        return postgres.connect(archive)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot open the archive {archive}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 async def connect_async(
     path: Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
 ) -> aiosqlite.Connection:
@@ -87,19 +128,41 @@ async def connect_async(
     return conn
 
 
+def location_of(value: str | Path) -> ArchiveLocation:
+    """A ``postgresql://`` URL or an SQLite file's path, as the store's location."""
+    if isinstance(value, str) and postgres.is_url(value):
+        return PostgresArchive(value)
+    return Path(value)
+
+
+def missing(location: ArchiveLocation) -> bool:
+    """Whether an SQLite archive's file is absent (a PostgreSQL one is known only by opening)."""
+    return isinstance(location, Path) and not location.is_file()
+
+
+def has_table(conn: Connection, name: str) -> bool:
+    """Whether the archive has the table ``name`` (an older schema may not)."""
+    if isinstance(conn, PgConnection):
+        return bool(conn.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0])
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone()
+    return found is not None
+
+
 def transaction(
-    conn: sqlite3.Connection,
-    fn: Callable[Concatenate[sqlite3.Connection, P], T],
+    conn: Connection,
+    fn: Callable[Concatenate[Connection, P], T],
     *args: P.args,
     **kwargs: P.kwargs,
 ) -> T:
     """Run ``fn(conn, *args)`` inside ``BEGIN IMMEDIATE ... COMMIT``; any failure rolls it back."""
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN" if isinstance(conn, PgConnection) else "BEGIN IMMEDIATE")
         result = fn(conn, *args, **kwargs)
         conn.execute("COMMIT")
     except BaseException:
-        if conn.in_transaction:
+        if conn.in_transaction and not getattr(conn, "closed", False):
             conn.execute("ROLLBACK")
         raise
     return result
@@ -117,13 +180,13 @@ class DatabaseThread(Resource):
 
     def __init__(
         self,
-        path: Path,
+        path: ArchiveLocation,
         *,
         name: str,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
         create: bool = False,
         migrated: bool = False,
-        on_open: Callable[[sqlite3.Connection], None] | None = None,
+        on_open: Callable[[Connection], None] | None = None,
         failure: str | None = None,
     ) -> None:
         self.path = path
@@ -134,7 +197,7 @@ class DatabaseThread(Resource):
         self.on_open = on_open
         self.failure = failure or f"the {name} failed on {path}"
         self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None  # set and used on the thread only
+        self._conn: Connection | None = None  # set and used on the thread only
         self._closed = False
 
     async def open(self) -> None:
@@ -166,7 +229,7 @@ class DatabaseThread(Resource):
 
     async def run(
         self,
-        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        fn: Callable[Concatenate[Connection, P], T],
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
@@ -179,18 +242,24 @@ class DatabaseThread(Resource):
 
     def _call_sync(
         self,
-        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        fn: Callable[Concatenate[Connection, P], T],
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
+        if isinstance(self._conn, PgConnection) and self._conn.closed:
+            self._close_sync()
+            self._open_sync()
         if self._conn is None:
             raise StoreError(f"the {self.name} is not open")
         try:
             return fn(self._conn, *args, **kwargs)
-        except sqlite3.Error as exc:
+        except DATABASE_ERRORS as exc:
             raise StoreError(f"{self.failure}: {exc}") from exc
 
     def _open_sync(self) -> None:
+        if isinstance(self.path, PostgresArchive):
+            self._conn = self._prepared(open_postgres(self.path), self.path)
+            return
         path = self.path
         try:
             if self.create:
@@ -201,6 +270,10 @@ class DatabaseThread(Resource):
             conn = connect(path, busy_timeout_s=self.busy_timeout_s, wal=self.create, threaded=True)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the archive {path}: {exc}") from exc
+        self._conn = self._prepared(conn, path)
+
+    def _prepared(self, conn: Connection, location: ArchiveLocation) -> Connection:
+        """``conn`` migrated and checked as asked; closed if that fails."""
         try:
             if self.migrated:
                 migrate(conn)
@@ -208,10 +281,10 @@ class DatabaseThread(Resource):
                 self.on_open(conn)
         except BaseException as exc:
             conn.close()
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"cannot open the archive {path}: {exc}") from exc
+            if isinstance(exc, DATABASE_ERRORS):
+                raise StoreError(f"cannot open the archive {location}: {exc}") from exc
             raise
-        self._conn = conn
+        return conn
 
     def _close_sync(self) -> None:
         conn, self._conn = self._conn, None

@@ -12,10 +12,8 @@ neither skip an event nor queue it twice; a delivered event's row is deleted.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -25,7 +23,16 @@ from archiver.errors import StoreError
 from archiver.events import Event, event_from_row
 from archiver.instants import from_epoch, to_epoch, utc_now
 from archiver.lifecycle import Resource
-from archiver.store.db import DEFAULT_BUSY_TIMEOUT_S, DatabaseThread, transaction
+from archiver.store.db import (
+    DATABASE_ERRORS,
+    DEFAULT_BUSY_TIMEOUT_S,
+    ArchiveLocation,
+    Connection,
+    DatabaseThread,
+    has_table,
+    transaction,
+)
+from archiver.store.postgres import is_postgres
 
 T = TypeVar("T")
 
@@ -82,7 +89,9 @@ class SubscriberStatus:
 class DeliveryStore(Resource):
     """Delivery state in the archive; an async context manager."""
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
+    def __init__(
+        self, path: ArchiveLocation, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
+    ) -> None:
         self.path = path
         self.busy_timeout_s = busy_timeout_s
         self._db = DatabaseThread(
@@ -151,30 +160,27 @@ class DeliveryStore(Resource):
         """
         return await self._db.run(_replay, name, since_seq, since_time, event_id)
 
-    def _has_hook_state(self, conn: sqlite3.Connection) -> None:
-        found = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'hook_deliveries'"
-        ).fetchone()
-        if found is None:
+    def _has_hook_state(self, conn: Connection) -> None:
+        if not has_table(conn, "hook_deliveries"):
             raise StoreError(
                 f"the archive {self.path} has no hook state yet: run the daemon on it once"
             )
 
 
-def _update(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+def _update(conn: Connection, work: Callable[[Connection], T]) -> T:
     """``work(conn)`` in one short write transaction; an SQLite failure is a StoreError."""
     try:
         return transaction(conn, work)
-    except sqlite3.Error as exc:
+    except DATABASE_ERRORS as exc:
         raise StoreError(f"hook state update failed: {exc}") from exc
 
 
-def _write(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
+def _write(conn: Connection, sql: str, params: tuple[Any, ...]) -> int:
     return _update(conn, lambda db: int(db.execute(sql, params).rowcount))
 
 
 def _register(
-    conn: sqlite3.Connection, subscribers: Sequence[tuple[str, str, HookFilters]], start_seq: int
+    conn: Connection, subscribers: Sequence[tuple[str, str, HookFilters]], start_seq: int
 ) -> dict[str, SubscriberStatus]:
     now = utc_now()
     _update(
@@ -193,7 +199,7 @@ def _register(
     return {s.name: s for s in _status(conn, None) if s.name in names}
 
 
-def _status(conn: sqlite3.Connection, name: str | None) -> list[SubscriberStatus]:
+def _status(conn: Connection, name: str | None) -> list[SubscriberStatus]:
     sql = (
         "SELECT s.name, s.kind, s.cursor_seq, s.filters_json, s.disabled_at,"
         " s.disabled_reason, s.delivered, s.failed_attempts, s.last_error, s.last_error_at,"
@@ -211,7 +217,7 @@ def _status(conn: sqlite3.Connection, name: str | None) -> list[SubscriberStatus
         params = (name,)
     try:
         rows = conn.execute(sql + " ORDER BY s.name", params).fetchall()
-    except sqlite3.Error as exc:
+    except DATABASE_ERRORS as exc:
         raise StoreError(f"reading hook state failed: {exc}") from exc
     return [
         SubscriberStatus(row[0], row[1], row[2], _filters_from_json(row[3]), *row[4:])
@@ -219,12 +225,10 @@ def _status(conn: sqlite3.Connection, name: str | None) -> list[SubscriberStatus
     ]
 
 
-def _enqueue(
-    conn: sqlite3.Connection, name: str, filters: HookFilters, room: int
-) -> tuple[int, int]:
-    where, params = _event_filter(filters)
+def _enqueue(conn: Connection, name: str, filters: HookFilters, room: int) -> tuple[int, int]:
+    where, params = _event_filter(conn, filters)
 
-    def work(db: sqlite3.Connection) -> tuple[int, int]:
+    def work(db: Connection) -> tuple[int, int]:
         row = db.execute("SELECT cursor_seq FROM hook_subscribers WHERE name = ?", (name,))
         found = row.fetchone()
         if found is None:
@@ -241,9 +245,9 @@ def _enqueue(
         if upto == cursor:
             return cursor, 0
         queued = db.execute(
-            "INSERT OR IGNORE INTO hook_deliveries (subscriber, seq, session_id, queued_at)"
+            "INSERT INTO hook_deliveries (subscriber, seq, session_id, queued_at)"
             f" SELECT ?, e.seq, e.session_id, ? FROM events e"
-            f" WHERE e.seq > ? AND e.seq <= ? {where} ORDER BY e.seq",
+            f" WHERE e.seq > ? AND e.seq <= ? {where} ORDER BY e.seq ON CONFLICT DO NOTHING",
             (name, utc_now(), cursor, upto, *params),
         ).rowcount
         db.execute("UPDATE hook_subscribers SET cursor_seq = ? WHERE name = ?", (upto, name))
@@ -252,7 +256,7 @@ def _enqueue(
     return _update(conn, work)
 
 
-def _load(conn: sqlite3.Connection, name: str, after_id: int, limit: int) -> list[QueuedDelivery]:
+def _load(conn: Connection, name: str, after_id: int, limit: int) -> list[QueuedDelivery]:
     try:
         rows = conn.execute(
             "SELECT d.id, d.attempts, d.next_attempt_at, e.seq, e.event_id, e.type,"
@@ -262,7 +266,7 @@ def _load(conn: sqlite3.Connection, name: str, after_id: int, limit: int) -> lis
             " ORDER BY d.id LIMIT ?",
             (name, after_id, limit),
         ).fetchall()
-    except sqlite3.Error as exc:
+    except DATABASE_ERRORS as exc:
         raise StoreError(f"reading the hook queue failed: {exc}") from exc
     return [
         QueuedDelivery(
@@ -275,11 +279,11 @@ def _load(conn: sqlite3.Connection, name: str, after_id: int, limit: int) -> lis
     ]
 
 
-def _settle(conn: sqlite3.Connection, name: str, outcomes: Sequence[Settled]) -> None:
+def _settle(conn: Connection, name: str, outcomes: Sequence[Settled]) -> None:
     delivered = [o for o in outcomes if o.result == "delivered"]
     failed = [o for o in outcomes if o.result != "delivered"]
 
-    def work(db: sqlite3.Connection) -> None:
+    def work(db: Connection) -> None:
         db.executemany("DELETE FROM hook_deliveries WHERE id = ?", [(o.row_id,) for o in delivered])
         db.executemany(
             "UPDATE hook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?,"
@@ -316,13 +320,13 @@ def _settle(conn: sqlite3.Connection, name: str, outcomes: Sequence[Settled]) ->
 
 
 def _replay(
-    conn: sqlite3.Connection,
+    conn: Connection,
     name: str,
     since_seq: int | None,
     since_time: str | None,
     event_id: str | None,
 ) -> int:
-    def work(db: sqlite3.Connection) -> int:
+    def work(db: Connection) -> int:
         found = db.execute(
             "SELECT cursor_seq, filters_json FROM hook_subscribers WHERE name = ?", (name,)
         ).fetchone()
@@ -332,7 +336,7 @@ def _replay(
         if event_id is not None:
             where, params = "e.event_id = ?", [event_id]
         else:
-            extra, params = _event_filter(_filters_from_json(found[1]))
+            extra, params = _event_filter(db, _filters_from_json(found[1]))
             column = "e.seq" if since_seq is not None else "e.occurred_at"
             where = f"{column} >= ? AND e.seq <= ? {extra}"
             params = [since_seq if since_seq is not None else since_time, found[0], *params]
@@ -344,9 +348,9 @@ def _replay(
         )
         return int(
             db.execute(
-                "INSERT OR IGNORE INTO hook_deliveries (subscriber, seq, session_id, queued_at)"
+                "INSERT INTO hook_deliveries (subscriber, seq, session_id, queued_at)"
                 f" SELECT ?, e.seq, e.session_id, ? FROM events e WHERE {where}"
-                " ORDER BY e.seq",
+                " ORDER BY e.seq ON CONFLICT DO NOTHING",
                 (name, utc_now(), *params),
             ).rowcount
         )
@@ -354,14 +358,18 @@ def _replay(
     return _update(conn, work)
 
 
-def _event_filter(filters: HookFilters) -> tuple[str, list[object]]:
+def _event_filter(conn: Connection, filters: HookFilters) -> tuple[str, list[object]]:
     """Extra ``AND`` conditions on ``events e`` for a subscriber's filters."""
     sql = ""
     params: list[object] = []
+    if is_postgres(conn):
+        account = "(e.payload_json::jsonb ->> 'account')"
+    else:
+        account = "json_extract(e.payload_json, '$.account')"
     for column, values in (
         ("e.type", filters.types),
         ("e.session_id", filters.sessions),
-        ("json_extract(e.payload_json, '$.account')", filters.accounts),
+        (account, filters.accounts),
     ):
         if values:
             sql += f" AND {column} IN ({','.join('?' * len(values))})"

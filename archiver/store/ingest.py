@@ -1,4 +1,4 @@
-"""Storing pages: the statements of the writer's transactions, on one plain sqlite3.Connection.
+"""Storing pages: the statements of the writer's transactions, on one plain Connection.
 
 A batch of pages is stored in one ``BEGIN IMMEDIATE ... COMMIT``, each page inside a savepoint
 of its own, so a page stands or falls alone. A page is all or nothing: its session row (with a
@@ -13,7 +13,6 @@ cannot be stored is stored again message by message; the messages that fail are 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -34,7 +33,8 @@ from archiver.gws.models import (
     participant_agents,
 )
 from archiver.instants import utc_now
-from archiver.store.db import transaction
+from archiver.store.db import TRANSIENT_ERRORS, Connection, transaction
+from archiver.store.postgres import is_postgres
 from archiver.store.reconciliation import HistoryCheck, reconcile
 from archiver.store.sessions import SessionCache, SessionState
 from archiver.store.statements import (
@@ -48,6 +48,9 @@ from archiver.store.statements import (
 )
 
 log = structlog.get_logger()
+
+# pg_advisory_xact_lock's key for numbering events ('gws-evts' as a number).
+EVENTS_LOCK = 0x67_77_73_2D_65_76_74_73
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +91,16 @@ class Ingest:
         self.sessions = sessions or SessionCache()
         self.last_seq = last_seq  # the seq of the newest event stored (committed, after a batch)
 
-    def resume(self, conn: sqlite3.Connection) -> None:
+    def resume(self, conn: Connection) -> None:
         """Continue the archive's event numbering (the writer does it when it opens)."""
-        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        if is_postgres(conn):
+            sql = "SELECT value FROM archive_counters WHERE name = 'events'"
+        else:
+            sql = "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
+        row = conn.execute(sql).fetchone()
         self.last_seq = int(row[0]) if row else 0
 
-    def store_pages(
-        self, conn: sqlite3.Connection, pages: Sequence[Page]
-    ) -> list[PageResult | StoreError]:
+    def store_pages(self, conn: Connection, pages: Sequence[Page]) -> list[PageResult | StoreError]:
         """One transaction for the batch, one savepoint per page; a failing page fails alone."""
         first_seq = self.last_seq
         try:
@@ -112,10 +117,18 @@ class Ingest:
         return outcomes
 
     def _store_batch(
-        self, conn: sqlite3.Connection, pages: Sequence[Page]
+        self, conn: Connection, pages: Sequence[Page]
     ) -> tuple[list[PageResult | StoreError], list[SessionState]]:
         outcomes: list[PageResult | StoreError] = []
         stored: list[SessionState] = []
+        shared = is_postgres(conn)
+        if shared:
+            # Other daemons write this archive too: one batch at a time takes the next seqs
+            # (so events commit in seq order, which subscribers' cursors rely on), and the
+            # sessions are read afresh, as another daemon may have stored pages of them.
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (EVENTS_LOCK,))
+            self.resume(conn)
+            self.sessions.clear()
         for page in pages:
             try:
                 result, state = self._in_savepoint(conn, page)
@@ -138,11 +151,13 @@ class Ingest:
                 conn.execute("RELEASE isolated")
             outcomes.append(result)
             stored.append(state)
+        if shared:
+            conn.execute(
+                "UPDATE archive_counters SET value = ? WHERE name = 'events'", (self.last_seq,)
+            )
         return outcomes, stored
 
-    def _in_savepoint(
-        self, conn: sqlite3.Connection, page: Page
-    ) -> tuple[PageResult, SessionState]:
+    def _in_savepoint(self, conn: Connection, page: Page) -> tuple[PageResult, SessionState]:
         """Store one page in a savepoint of its own: it stands or falls alone."""
         conn.execute("SAVEPOINT page")
         try:
@@ -160,7 +175,7 @@ class Ingest:
         return result, state
 
     def _store_isolated(
-        self, conn: sqlite3.Connection, page: Page, cause: Exception
+        self, conn: Connection, page: Page, cause: Exception
     ) -> tuple[PageResult, SessionState]:
         """Store a page that failed one message at a time; those that fail become malformed."""
         refused: list[Malformed] = []
@@ -192,7 +207,7 @@ class Ingest:
         )
         return combined, state
 
-    def _store_page(self, conn: sqlite3.Connection, page: Page) -> tuple[PageResult, SessionState]:
+    def _store_page(self, conn: Connection, page: Page) -> tuple[PageResult, SessionState]:
         """The statements of one page, inside the batch's transaction."""
         stored = self.sessions.load(conn, page.session.id)
         if stored is not None and stored.purged:
@@ -242,11 +257,11 @@ class Ingest:
         return result, state
 
 
-def record_malformed(conn: sqlite3.Connection, account: str, entries: Sequence[Malformed]) -> int:
+def record_malformed(conn: Connection, account: str, entries: Sequence[Malformed]) -> int:
     """Keep entries of a session list that name no usable session (``session_id`` '')."""
     now = utc_now()
 
-    def insert(db: sqlite3.Connection) -> int:
+    def insert(db: Connection) -> int:
         new = 0
         for entry in entries:
             raw = _storable(entry.raw_json)
@@ -352,8 +367,8 @@ def _insert_malformed(txn: Txn, page: Page, state: SessionState) -> int:
             "INSERT INTO malformed (session_id, problem, raw_json, received_at,"
             " message_index, account, digest) VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (session_id, digest) DO UPDATE"
-            " SET message_index = coalesce(message_index, excluded.message_index)"
-            " WHERE message_index IS NULL AND excluded.message_index IS NOT NULL"
+            " SET message_index = coalesce(malformed.message_index, excluded.message_index)"
+            " WHERE malformed.message_index IS NULL AND excluded.message_index IS NOT NULL"
             " RETURNING received_at = ?",
             (
                 page.session.id,
@@ -379,7 +394,7 @@ def _maybe_stored(state: SessionState, index: int) -> bool:
 
 
 def _stored_messages(
-    conn: sqlite3.Connection, session_id: str, messages: list[Message]
+    conn: Connection, session_id: str, messages: list[Message]
 ) -> dict[int, Message]:
     if not messages:
         return {}
@@ -400,8 +415,8 @@ def _page_failed(page: Page, exc: BaseException) -> StoreError:
 
 
 def _transient(exc: Exception) -> bool:
-    """True for trouble of the database (busy, locked, I/O), not of the page's content."""
-    return isinstance(exc, sqlite3.OperationalError | sqlite3.InterfaceError)
+    """True for trouble of the database (busy, locked, I/O, gone), not of the page's content."""
+    return isinstance(exc, TRANSIENT_ERRORS)
 
 
 def _storable(raw: str | bytes) -> str | bytes:

@@ -1,23 +1,23 @@
 """Read-only SQL over the archive: sessions, transcripts, full-text search, export pages, stats.
 
-Every function takes an open read-only aiosqlite.Connection and runs short statements: long
+Every function takes an open read-only ReadConnection and runs short statements: long
 listings are read in keyset pages, so no read transaction stays open while the caller works
 and the writer's WAL checkpoints are never held back for long.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import aiosqlite
 import orjson
 
 from archiver.errors import StoreError
 from archiver.instants import format_instant
+from archiver.store.db import DATABASE_ERRORS, ReadConnection
+from archiver.store.postgres import is_postgres
 
 # The schema version the read side needs (views and reconciliation arrive in 006).
 READ_SCHEMA_VERSION = 6
@@ -37,17 +37,22 @@ MESSAGE_COLUMNS = (
     "raw_json",
     "archived_at",
 )
-# How FTS5 reports a query it cannot parse (the SQL around it is fixed, so these are the user's).
-_QUERY_ERRORS = ("fts5:", "unterminated string", "no such column", "unknown special query")
-_MESSAGE_SELECT = ", ".join(f"m.{name}" for name in MESSAGE_COLUMNS)
-_SESSION_SELECT = (
+MESSAGE_SELECT = ", ".join(f"m.{name}" for name in MESSAGE_COLUMNS)
+_SESSION_COLUMNS = (
     "s.session_id, s.account, s.state, s.participants_json, s.user_data_json,"
     " s.first_seen_at, s.last_seen_at, s.ended_at, s.legal_hold, s.tail,"
     " (SELECT r.status FROM reconciliations r WHERE r.session_id = s.session_id)"
     " AS reconciliation,"
-    " (SELECT json_group_array(v.account) FROM (SELECT account, min(serial) AS first"
+)
+_ACCOUNTS = (
+    " FROM (SELECT account, min(serial) AS first"
     "  FROM session_views WHERE session_id = s.session_id GROUP BY account ORDER BY first) v)"
     " AS accounts"
+)
+_SESSION_SELECT = f"{_SESSION_COLUMNS} (SELECT json_group_array(v.account){_ACCOUNTS}"
+_PG_SESSION_SELECT = (
+    f"{_SESSION_COLUMNS} (SELECT coalesce(json_agg(v.account ORDER BY v.first), '[]')::text"
+    f"{_ACCOUNTS}"
 )
 
 
@@ -187,14 +192,15 @@ def instant(value: datetime) -> str:
     return format_instant(value if value.tzinfo else value.replace(tzinfo=UTC))
 
 
-def _marks(values: Sequence[object]) -> str:
+def marks(values: Sequence[object]) -> str:
     return ",".join("?" * len(values))
 
 
-def _session_conditions(
-    filters: SessionFilter, *, message_window: bool
+def session_conditions(
+    conn: ReadConnection, filters: SessionFilter, *, message_window: bool
 ) -> tuple[list[str], list[object]]:
     """SQL conditions on ``sessions s`` (and ``messages m`` if ``message_window``)."""
+    pg = is_postgres(conn)
     where: list[str] = []
     params: list[object] = []
     if filters.account is not None:
@@ -204,7 +210,7 @@ def _session_conditions(
         )
         params.extend([filters.account, filters.account])
     if filters.state is not None:
-        where.append("s.state = ? COLLATE NOCASE")
+        where.append("lower(s.state) = lower(?)" if pg else "s.state = ? COLLATE NOCASE")
         params.append(filters.state)
     if filters.held is not None:
         where.append("s.legal_hold = ?")
@@ -212,15 +218,10 @@ def _session_conditions(
     if filters.ended is not None:
         where.append(f"s.ended_at IS {'NOT ' if filters.ended else ''}NULL")
     if filters.session_ids:
-        where.append(f"s.session_id IN ({_marks(filters.session_ids)})")
+        where.append(f"s.session_id IN ({marks(filters.session_ids)})")
         params.extend(filters.session_ids)
     if filters.participant is not None:
-        where.append(
-            "(EXISTS (SELECT 1 FROM json_each(s.participants_json) p"
-            "         WHERE json_extract(p.value, '$.nickname') = ? COLLATE NOCASE)"
-            " OR EXISTS (SELECT 1 FROM messages n"
-            "            WHERE n.session_id = s.session_id AND n.from_nickname = ? COLLATE NOCASE))"
-        )
+        where.append(_PG_PARTICIPANT if pg else _PARTICIPANT)
         params.extend([filters.participant, filters.participant])
     bounds = [
         (op, instant(value))
@@ -237,7 +238,21 @@ def _session_conditions(
     return where, params
 
 
-def _message(row: Sequence[Any]) -> ArchivedMessage:
+_PARTICIPANT = (
+    "(EXISTS (SELECT 1 FROM json_each(s.participants_json) p"
+    "         WHERE json_extract(p.value, '$.nickname') = ? COLLATE NOCASE)"
+    " OR EXISTS (SELECT 1 FROM messages n"
+    "            WHERE n.session_id = s.session_id AND n.from_nickname = ? COLLATE NOCASE))"
+)
+_PG_PARTICIPANT = (
+    "(EXISTS (SELECT 1 FROM jsonb_array_elements(s.participants_json::jsonb) p"
+    "         WHERE jsonb_typeof(p) = 'object' AND lower(p ->> 'nickname') = lower(?))"
+    " OR EXISTS (SELECT 1 FROM messages n"
+    "            WHERE n.session_id = s.session_id AND lower(n.from_nickname) = lower(?)))"
+)
+
+
+def message_row(row: Sequence[Any]) -> ArchivedMessage:
     return ArchivedMessage(*row[:12])
 
 
@@ -261,52 +276,53 @@ def _session(row: Sequence[Any]) -> SessionRecord:
     )
 
 
-async def fetch_rows(
-    conn: aiosqlite.Connection, sql: str, params: Sequence[object] = ()
-) -> list[sqlite3.Row]:
+async def fetch_rows(conn: ReadConnection, sql: str, params: Sequence[object] = ()) -> list[Any]:
     try:
         return list(await conn.execute_fetchall(sql, params))
-    except sqlite3.Error as exc:
+    except DATABASE_ERRORS as exc:
         raise StoreError(f"reading the archive failed: {exc}") from exc
 
 
-async def schema_version(conn: aiosqlite.Connection) -> int | None:
+async def schema_version(conn: ReadConnection) -> int | None:
     """The archive's schema version, or None if the file is not a gws-archiver archive."""
     try:
         rows = await conn.execute_fetchall("SELECT max(version) FROM schema_migrations")
-    except sqlite3.DatabaseError:
+    except DATABASE_ERRORS:
         return None
     return next((int(row[0] or 0) for row in rows), 0)
 
 
 async def session_page(
-    conn: aiosqlite.Connection,
+    conn: ReadConnection,
     filters: SessionFilter,
     *,
     before: tuple[str, str] | None,
     limit: int,
 ) -> list[SessionRecord]:
     """Up to ``limit`` matching sessions, newest first, after the keyset ``before``."""
-    where, params = _session_conditions(filters, message_window=False)
+    where, params = session_conditions(conn, filters, message_window=False)
     if before is not None:
         where.append("(s.first_seen_at, s.session_id) < (?, ?)")
         params.extend(before)
+    pg = is_postgres(conn)
     sql = (
-        f"WITH picked AS (SELECT {_SESSION_SELECT} FROM sessions s"
+        f"WITH picked AS (SELECT {_PG_SESSION_SELECT if pg else _SESSION_SELECT} FROM sessions s"
         f" {'WHERE ' + ' AND '.join(where) if where else ''}"
         " ORDER BY s.first_seen_at DESC, s.session_id DESC LIMIT ?)"
         " SELECT p.*, count(m.message_index), min(m.sent_at), max(m.sent_at)"
         " FROM picked p LEFT JOIN messages m ON m.session_id = p.session_id"
-        " GROUP BY p.session_id ORDER BY p.first_seen_at DESC, p.session_id DESC"
+        # PostgreSQL does not know a CTE's rows are one per session: group by every column.
+        f" GROUP BY {'1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12' if pg else 'p.session_id'}"
+        " ORDER BY p.first_seen_at DESC, p.session_id DESC"
     )
     return [_session(row) for row in await fetch_rows(conn, sql, [*params, limit])]
 
 
 async def session_ids_page(
-    conn: aiosqlite.Connection, filters: SessionFilter, *, after: str, limit: int
+    conn: ReadConnection, filters: SessionFilter, *, after: str, limit: int
 ) -> list[str]:
     """Up to ``limit`` matching session ids greater than ``after``, in id order."""
-    where, params = _session_conditions(filters, message_window=False)
+    where, params = session_conditions(conn, filters, message_window=False)
     where.append("s.session_id > ?")
     sql = (
         f"SELECT s.session_id FROM sessions s WHERE {' AND '.join(where)}"
@@ -316,7 +332,7 @@ async def session_ids_page(
 
 
 async def message_page(
-    conn: aiosqlite.Connection,
+    conn: ReadConnection,
     session_ids: Sequence[str],
     *,
     after: tuple[str, int] | None,
@@ -324,17 +340,17 @@ async def message_page(
 ) -> list[ArchivedMessage]:
     """Up to ``limit`` messages of ``session_ids`` (sorted), in key order, after ``after``."""
     sql = (
-        f"SELECT {_MESSAGE_SELECT} FROM messages m"
+        f"SELECT {MESSAGE_SELECT} FROM messages m"
         " WHERE (m.session_id, m.message_index) > (?, ?) AND m.session_id <= ?"
-        f" AND m.session_id IN ({_marks(session_ids)})"
+        f" AND m.session_id IN ({marks(session_ids)})"
         " ORDER BY m.session_id, m.message_index LIMIT ?"
     )
     start = after if after is not None else (session_ids[0], -(2**62))
     params = [*start, session_ids[-1], *session_ids, limit]
-    return [_message(row) for row in await fetch_rows(conn, sql, params)]
+    return [message_row(row) for row in await fetch_rows(conn, sql, params)]
 
 
-async def session_views(conn: aiosqlite.Connection, session_id: str) -> list[SessionView]:
+async def session_views(conn: ReadConnection, session_id: str) -> list[SessionView]:
     """Every account's sight of a session, in the order they began."""
     sql = (
         "SELECT serial, account, appeared_at, first_state, last_state, left_at, left_reason"
@@ -343,82 +359,32 @@ async def session_views(conn: aiosqlite.Connection, session_id: str) -> list[Ses
     return [SessionView(*row) for row in await fetch_rows(conn, sql, [session_id])]
 
 
-async def filled_indices(conn: aiosqlite.Connection, session_id: str) -> frozenset[int]:
+async def filled_indices(conn: ReadConnection, session_id: str) -> frozenset[int]:
     """The indices of a session's messages that Interaction History supplied."""
     sql = "SELECT message_index FROM messages WHERE session_id = ? AND source = 'history'"
     return frozenset(row[0] for row in await fetch_rows(conn, sql, [session_id]))
 
 
-async def session_messages(conn: aiosqlite.Connection, session_id: str) -> list[ArchivedMessage]:
+async def session_messages(conn: ReadConnection, session_id: str) -> list[ArchivedMessage]:
     """Every message of a session in log order (``TranscriptSaveDone``, index -1, last)."""
     sql = (
-        f"SELECT {_MESSAGE_SELECT} FROM messages m WHERE m.session_id = ?"
+        f"SELECT {MESSAGE_SELECT} FROM messages m WHERE m.session_id = ?"
         " ORDER BY m.message_index = -1, m.message_index"
     )
-    return [_message(row) for row in await fetch_rows(conn, sql, [session_id])]
+    return [message_row(row) for row in await fetch_rows(conn, sql, [session_id])]
 
 
 async def recent_messages(
-    conn: aiosqlite.Connection, session_ids: Sequence[str], per_session: int
+    conn: ReadConnection, session_ids: Sequence[str], per_session: int
 ) -> list[ArchivedMessage]:
     """The last ``per_session`` numbered messages of each session, by session id then index."""
     if not session_ids:
         return []
     sql = (
         "WITH last AS (SELECT session_id, max(message_index) AS top FROM messages"
-        f" WHERE session_id IN ({_marks(session_ids)}) GROUP BY session_id)"
-        f" SELECT {_MESSAGE_SELECT} FROM last JOIN messages m ON m.session_id = last.session_id"
-        " AND m.message_index > max(last.top - ?, 0)"
+        f" WHERE session_id IN ({marks(session_ids)}) GROUP BY session_id)"
+        f" SELECT {MESSAGE_SELECT} FROM last JOIN messages m ON m.session_id = last.session_id"
+        f" AND m.message_index > {'greatest' if is_postgres(conn) else 'max'}(last.top - ?, 0)"
         " ORDER BY m.session_id, m.message_index"
     )
-    return [_message(row) for row in await fetch_rows(conn, sql, [*session_ids, per_session])]
-
-
-async def search_messages(
-    conn: aiosqlite.Connection,
-    query: str,
-    filters: SessionFilter,
-    *,
-    types: Sequence[str],
-    limit: int,
-    highlight: tuple[str, str],
-) -> list[SearchHit]:
-    """The best ``limit`` matches of an FTS5 query, ranked by bm25, with a snippet each."""
-    if not query.strip():
-        raise InvalidQueryError("the search query is empty")
-    where, params = _session_conditions(filters, message_window=True)
-    if types:
-        where.append(f"m.type IN ({_marks(types)})")
-        params.extend(types)
-    else:
-        where.append(f"m.type NOT IN ({_marks(TYPING_TYPES)})")
-        params.extend(TYPING_TYPES)
-    # Rank first, then build snippets for the few winners only: snippet() is the costly part.
-    sql = (
-        "WITH hits AS ("
-        "  SELECT messages_fts.rowid AS hit_rowid, messages_fts.rank AS hit_rank"
-        "  FROM messages_fts"
-        "  JOIN messages m ON m.rowid = messages_fts.rowid"
-        "  JOIN sessions s ON s.session_id = m.session_id"
-        f" WHERE messages_fts MATCH ? AND {' AND '.join(where)}"
-        "  ORDER BY messages_fts.rank LIMIT ?)"
-        f" SELECT {_MESSAGE_SELECT}, s.account, s.state,"
-        "  snippet(messages_fts, 0, ?, ?, '…', 16), hits.hit_rank"
-        " FROM hits"
-        " JOIN messages_fts ON messages_fts.rowid = hits.hit_rowid"
-        " JOIN messages m ON m.rowid = hits.hit_rowid"
-        " JOIN sessions s ON s.session_id = m.session_id"
-        " WHERE messages_fts MATCH ?"
-        " ORDER BY hits.hit_rank, m.session_id, m.message_index"
-    )
-    all_params = [query, *params, limit, *highlight, query]
-    try:
-        rows = await conn.execute_fetchall(sql, all_params)
-    except sqlite3.OperationalError as exc:
-        if str(exc).startswith(_QUERY_ERRORS):
-            raise InvalidQueryError(f"invalid search query {query!r}: {exc}") from exc
-        raise StoreError(f"searching the archive failed: {exc}") from exc
-    return [
-        SearchHit(_message(row), account=row[12], state=row[13], snippet=row[14], score=-row[15])
-        for row in rows
-    ]
+    return [message_row(row) for row in await fetch_rows(conn, sql, [*session_ids, per_session])]

@@ -1,36 +1,58 @@
-"""Read-only access to the archive, safe beside the running writer (WAL, separate connection)."""
+"""Read-only access to the archive, safe beside the running writer (WAL, separate connection).
+
+A PostgreSQL archive is read through an asynchronous psycopg connection whose transactions
+are read-only; a broken one is opened again on the next read.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import aiosqlite
-
 from archiver.errors import StoreError
 from archiver.events import Event, event_from_row
 from archiver.lifecycle import Resource
-from archiver.store.db import connect_async
+from archiver.store import postgres
+from archiver.store.db import ArchiveLocation, ReadConnection, connect_async
+from archiver.store.postgres import PgAsyncConnection, PostgresArchive
 
 
 class ArchiveReader(Resource):
-    """A read-only connection to an archive file; an async context manager."""
+    """A read-only connection to an archive; an async context manager."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: ArchiveLocation) -> None:
         self.path = path
-        self._conn: aiosqlite.Connection | None = None
+        self._conn: ReadConnection | None = None
         self._closed = False
 
     async def open(self) -> None:
         """Open the archive read-only; it must exist."""
         if self._closed:
             raise StoreError("the archive reader is closed")
-        if not self.path.exists():
+        if isinstance(self.path, Path) and not self.path.exists():
             raise StoreError(f"no archive at {self.path}")
         try:
-            self._conn = await connect_async(self.path)
+            self._conn = await self._connect()
         except Exception as exc:
             raise StoreError(f"cannot open the archive {self.path}: {exc}") from exc
+
+    async def _connect(self) -> ReadConnection:
+        if isinstance(self.path, Path):
+            return await connect_async(self.path)
+        conn = await postgres.connect_async(self.path)
+        await conn.execute_fetchall("SET default_transaction_read_only = on")
+        return conn
+
+    async def reconnect(self) -> None:
+        """Open a PostgreSQL connection again if it broke (a no-op for SQLite)."""
+        if isinstance(self._conn, PgAsyncConnection) and self._conn.broken:
+            await self._conn.close()
+            self._conn = None
+            assert isinstance(self.path, PostgresArchive)
+            try:
+                self._conn = await self._connect()
+            except Exception as exc:
+                raise StoreError(f"cannot open the archive {self.path}: {exc}") from exc
 
     async def close(self) -> None:
         """Close the connection; safe to call twice."""
@@ -40,7 +62,7 @@ class ArchiveReader(Resource):
             await conn.close()
 
     @property
-    def conn(self) -> aiosqlite.Connection:
+    def conn(self) -> ReadConnection:
         """The open connection (raises if closed)."""
         if self._conn is None:
             raise StoreError("the archive reader is not open")
@@ -57,24 +79,22 @@ class ArchiveReader(Resource):
         """Committed events with ``seq`` greater than ``seq``, oldest first."""
         where, params = _event_conditions(types, session_id)
         sql = f"{_EVENT_SELECT} WHERE seq > ? {where} ORDER BY seq LIMIT ?"
-        async with self.conn.execute(sql, [seq, *params, limit]) as cursor:
-            return [event_from_row(*row) for row in await cursor.fetchall()]
+        rows = await self.conn.execute_fetchall(sql, [seq, *params, limit])
+        return [event_from_row(*row) for row in rows]
 
     async def last_events(
         self, limit: int, *, types: Sequence[str] = (), session_id: str | None = None
     ) -> list[Event]:
         """The newest ``limit`` committed events (matching the filters), oldest first."""
         where, params = _event_conditions(types, session_id)
-        sql = f"{_EVENT_SELECT} WHERE 1 {where} ORDER BY seq DESC LIMIT ?"
-        async with self.conn.execute(sql, [*params, limit]) as cursor:
-            rows = await cursor.fetchall()
+        sql = f"{_EVENT_SELECT} WHERE TRUE {where} ORDER BY seq DESC LIMIT ?"
+        rows = await self.conn.execute_fetchall(sql, [*params, limit])
         return [event_from_row(*row) for row in reversed(list(rows))]
 
     async def last_seq(self) -> int:
         """The newest committed event's ``seq`` (0 for an empty archive)."""
-        async with self.conn.execute("SELECT coalesce(max(seq), 0) FROM events") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        rows = await self.conn.execute_fetchall("SELECT coalesce(max(seq), 0) FROM events")
+        return int(next(iter(rows))[0])
 
 
 _EVENT_SELECT = "SELECT seq, event_id, type, session_id, occurred_at, payload_json FROM events"

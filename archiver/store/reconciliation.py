@@ -7,7 +7,6 @@ kept in ``reconciliations``; a final outcome also becomes a ``SessionReconciled`
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ import structlog
 
 from archiver.events import SessionReconciled, message_event_data
 from archiver.gws.models import Message
+from archiver.store.db import TRANSIENT_ERRORS, Connection
 from archiver.store.sessions import SessionState
 from archiver.store.statements import Txn, add_session_event, insert_fresh, record_conflict
 
@@ -36,7 +36,7 @@ class HistoryCheck:
     attempted: bool = True  # False: reconciliation is off (recorded, no event)
 
 
-def due_reconciliations(conn: sqlite3.Connection, now: str, limit: int) -> list[str]:
+def due_reconciliations(conn: Connection, now: str, limit: int) -> list[str]:
     """Sessions whose pending check against Interaction History is due at ``now``."""
     rows = conn.execute(
         "SELECT session_id FROM reconciliations WHERE status = 'pending' AND next_attempt_at <= ?"
@@ -46,7 +46,7 @@ def due_reconciliations(conn: sqlite3.Connection, now: str, limit: int) -> list[
     return [row[0] for row in rows]
 
 
-def unreconciled(conn: sqlite3.Connection, since: str | None) -> list[str]:
+def unreconciled(conn: Connection, since: str | None) -> list[str]:
     """Ended sessions (since ``since``) not yet checked against Interaction History for good."""
     rows = conn.execute(
         "SELECT s.session_id FROM sessions s LEFT JOIN reconciliations r USING (session_id)"
@@ -98,7 +98,7 @@ def _fill(txn: Txn, state: SessionState, message: Message) -> bool:
     events = len(txn.events)
     try:
         insert_fresh(txn, state, [message], source="history")
-    except sqlite3.OperationalError:
+    except TRANSIENT_ERRORS:
         raise
     except Exception as exc:  # the message's content, not the database: skip that message
         txn.conn.execute("ROLLBACK TO fill")
@@ -115,7 +115,7 @@ def _fill(txn: Txn, state: SessionState, message: Message) -> bool:
     return True
 
 
-def malformed_places(conn: sqlite3.Connection, session_id: str) -> set[int]:
+def malformed_places(conn: Connection, session_id: str) -> set[int]:
     """The indices at which the archive keeps a malformed entry of the session."""
     rows = conn.execute(
         "SELECT message_index FROM malformed WHERE session_id = ? AND message_index IS NOT NULL",
@@ -139,9 +139,10 @@ def record_reconciliation(
         " checked_at, history_messages, filled, differing, detail)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (session_id) DO UPDATE SET status = excluded.status,"
-        " attempts = attempts + excluded.attempts, next_attempt_at = excluded.next_attempt_at,"
+        " attempts = reconciliations.attempts + excluded.attempts,"
+        " next_attempt_at = excluded.next_attempt_at,"
         " checked_at = excluded.checked_at, history_messages = excluded.history_messages,"
-        " filled = filled + excluded.filled, differing = excluded.differing,"
+        " filled = reconciliations.filled + excluded.filled, differing = excluded.differing,"
         " detail = excluded.detail"
         " RETURNING attempts",
         (
@@ -175,7 +176,7 @@ def record_reconciliation(
     )
 
 
-def session_messages(conn: sqlite3.Connection, session_id: str) -> dict[int, Message]:
+def session_messages(conn: Connection, session_id: str) -> dict[int, Message]:
     rows = conn.execute(
         "SELECT message_index, type, text, url, from_type, from_nickname,"
         " from_participant_id, visibility, sent_at, raw_json FROM messages"

@@ -13,13 +13,18 @@ older schema first: they also run without a daemon.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from archiver.instants import format_instant, utc_now
-from archiver.store.db import DEFAULT_BUSY_TIMEOUT_S, DatabaseThread, transaction
+from archiver.store.db import (
+    DEFAULT_BUSY_TIMEOUT_S,
+    ArchiveLocation,
+    Connection,
+    DatabaseThread,
+    transaction,
+)
+from archiver.store.postgres import is_postgres
 
 # Sessions picked per round; their rows are then deleted ``batch`` at a time.
 SESSIONS_PER_ROUND = 50
@@ -51,7 +56,7 @@ class PurgeResult:
 
 
 async def purge_expired(
-    path: Path,
+    path: ArchiveLocation,
     retain_days: float,
     *,
     batch: int = 500,
@@ -78,14 +83,18 @@ async def purge_expired(
 
 
 async def set_legal_hold(
-    path: Path, session_id: str, *, held: bool, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
+    path: ArchiveLocation,
+    session_id: str,
+    *,
+    held: bool,
+    busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
 ) -> bool:
     """Place (or lift) a legal hold on a session; False if the archive does not hold it."""
     async with _connection(path, busy_timeout_s) as conn:
         return await conn.run(_set_hold, session_id, held)
 
 
-def _connection(path: Path, busy_timeout_s: float) -> DatabaseThread:
+def _connection(path: ArchiveLocation, busy_timeout_s: float) -> DatabaseThread:
     """A write connection of retention's own, to an archive that must exist."""
     return DatabaseThread(
         path,
@@ -96,12 +105,12 @@ def _connection(path: Path, busy_timeout_s: float) -> DatabaseThread:
     )
 
 
-def _write(conn: sqlite3.Connection, sql: str, params: list[object]) -> int:
+def _write(conn: Connection, sql: str, params: list[object]) -> int:
     """One statement in its own short write transaction; the number of rows it changed."""
     return transaction(conn, lambda db: int(db.execute(sql, params).rowcount))
 
 
-def _expired_sessions(conn: sqlite3.Connection, cutoff: str) -> list[str]:
+def _expired_sessions(conn: Connection, cutoff: str) -> list[str]:
     rows = conn.execute(
         f"SELECT s.session_id FROM sessions s WHERE {_EXPIRED}"
         " ORDER BY s.ended_at, s.session_id LIMIT ?",
@@ -111,21 +120,22 @@ def _expired_sessions(conn: sqlite3.Connection, cutoff: str) -> list[str]:
 
 
 def _delete_rows(
-    conn: sqlite3.Connection, table: str, session_ids: list[str], cutoff: str, batch: int
+    conn: Connection, table: str, session_ids: list[str], cutoff: str, batch: int
 ) -> int:
     if not session_ids:
         return 0
     marks = ",".join("?" * len(session_ids))
+    rowid = "ctid" if is_postgres(conn) else "rowid"
     return _write(
         conn,
-        f"DELETE FROM {table} WHERE rowid IN ("
-        f" SELECT t.rowid FROM {table} t JOIN sessions s ON s.session_id = t.session_id"
+        f"DELETE FROM {table} WHERE {rowid} IN ("
+        f" SELECT t.{rowid} FROM {table} t JOIN sessions s ON s.session_id = t.session_id"
         f" WHERE t.session_id IN ({marks}) AND {_EXPIRED} LIMIT ?)",
         [*session_ids, cutoff, batch],
     )
 
 
-def _delete_sessions(conn: sqlite3.Connection, session_ids: list[str], cutoff: str) -> int:
+def _delete_sessions(conn: Connection, session_ids: list[str], cutoff: str) -> int:
     """Delete the emptied session rows, leaving a tombstone each: GWS may still list them."""
     if not session_ids:
         return 0
@@ -136,10 +146,10 @@ def _delete_sessions(conn: sqlite3.Connection, session_ids: list[str], cutoff: s
     )
     params = [*session_ids, cutoff]
 
-    def tombstone_and_delete(db: sqlite3.Connection) -> int:
+    def tombstone_and_delete(db: Connection) -> int:
         db.execute(
-            "INSERT OR IGNORE INTO purged_sessions (session_id, purged_at)"
-            f" SELECT s.session_id, ? FROM sessions s WHERE {emptied}",
+            "INSERT INTO purged_sessions (session_id, purged_at)"
+            f" SELECT s.session_id, ? FROM sessions s WHERE {emptied} ON CONFLICT DO NOTHING",
             [utc_now(), *params],
         )
         return int(db.execute(f"DELETE FROM sessions AS s WHERE {emptied}", params).rowcount)
@@ -147,7 +157,7 @@ def _delete_sessions(conn: sqlite3.Connection, session_ids: list[str], cutoff: s
     return transaction(conn, tombstone_and_delete)
 
 
-def _set_hold(conn: sqlite3.Connection, session_id: str, held: bool) -> bool:
+def _set_hold(conn: Connection, session_id: str, held: bool) -> bool:
     changed = _write(
         conn, "UPDATE sessions SET legal_hold = ? WHERE session_id = ?", [int(held), session_id]
     )

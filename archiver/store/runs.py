@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import sqlite3
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
@@ -22,7 +20,15 @@ import structlog
 
 from archiver.errors import StoreError
 from archiver.instants import utc_now
-from archiver.store.db import DEFAULT_BUSY_TIMEOUT_S, connect, transaction
+from archiver.store.db import (
+    DATABASE_ERRORS,
+    DEFAULT_BUSY_TIMEOUT_S,
+    ArchiveLocation,
+    Connection,
+    connect,
+    has_table,
+    transaction,
+)
 
 log = structlog.get_logger()
 
@@ -89,7 +95,7 @@ class RunRecorder:
 
     def __init__(
         self,
-        path: Path,
+        path: ArchiveLocation,
         *,
         version: str,
         config_hash: str,
@@ -145,7 +151,7 @@ class RunRecorder:
 
 
 def start_run(
-    path: Path,
+    path: ArchiveLocation,
     version: str,
     config_hash: str,
     first_seq: int,
@@ -156,12 +162,12 @@ def start_run(
     with closing(_connect(path, busy_timeout_s)) as conn:
         try:
             return transaction(conn, _insert_run, version, config_hash, first_seq)
-        except sqlite3.Error as exc:
+        except DATABASE_ERRORS as exc:
             raise StoreError(f"cannot record the run in {path}: {exc}") from exc
 
 
 def stop_run(
-    path: Path,
+    path: ArchiveLocation,
     run_id: int,
     totals: RunTotals,
     last_seq: int,
@@ -190,22 +196,20 @@ def stop_run(
                     run_id,
                 ),
             )
-        except sqlite3.Error as exc:
+        except DATABASE_ERRORS as exc:
             raise StoreError(f"cannot record the end of run {run_id} in {path}: {exc}") from exc
 
 
-def recent_runs(path: Path, limit: int = 5) -> list[Run]:
+def recent_runs(path: ArchiveLocation, limit: int = 5) -> list[Run]:
     """The newest ``limit`` runs, newest first, through a read-only connection."""
     try:
         with closing(connect(path, read_only=True)) as conn:
-            if not conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
-            ).fetchone():
+            if not has_table(conn, "runs"):
                 return []  # written by a version before runs were recorded
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM runs ORDER BY run_id DESC LIMIT ?", (limit,)
             ).fetchall()
-    except sqlite3.Error as exc:
+    except DATABASE_ERRORS as exc:
         raise StoreError(f"cannot read the runs of {path}: {exc}") from exc
     return [Run(*row) for row in rows]
 
@@ -221,26 +225,26 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+def _connect(path: ArchiveLocation, busy_timeout_s: float) -> Connection:
     try:
         conn = connect(path, busy_timeout_s=busy_timeout_s)
-    except sqlite3.Error as exc:
+    except DATABASE_ERRORS as exc:
         raise StoreError(f"cannot open the archive {path}: {exc}") from exc
     return conn
 
 
-def _insert_run(conn: sqlite3.Connection, version: str, config_hash: str, first_seq: int) -> int:
+def _insert_run(conn: Connection, version: str, config_hash: str, first_seq: int) -> int:
     """Mark this host's dead runs crashed and insert this one (inside one transaction)."""
     _mark_crashed(conn)
-    cursor = conn.execute(
+    (run_id,) = conn.execute(
         "INSERT INTO runs (started_at, status, version, config_hash, hostname, pid,"
-        " first_seq) VALUES (?, 'running', ?, ?, ?, ?, ?)",
+        " first_seq) VALUES (?, 'running', ?, ?, ?, ?, ?) RETURNING run_id",
         (utc_now(), version, config_hash, socket.gethostname(), os.getpid(), first_seq),
-    )
-    return int(cursor.lastrowid or 0)
+    ).fetchone()
+    return int(run_id)
 
 
-def _mark_crashed(conn: sqlite3.Connection) -> None:
+def _mark_crashed(conn: Connection) -> None:
     """Close the rows of this host's runs whose process is gone, from what their events say."""
     host, me = socket.gethostname(), os.getpid()
     rows = conn.execute(

@@ -8,11 +8,11 @@ it loads as a state with ``purged`` set, and nothing of it is archived again.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from archiver.gws.models import SmsSession
+from archiver.store.db import Connection
 
 
 @dataclass(slots=True)
@@ -62,7 +62,7 @@ class SessionCache:
     def __init__(self) -> None:
         self._states: dict[str, SessionState] = {}
 
-    def load(self, conn: sqlite3.Connection, session_id: str) -> SessionState | None:
+    def load(self, conn: Connection, session_id: str) -> SessionState | None:
         """The state of a session (cached, else from its row or tombstone); None if never seen."""
         cached = self._states.get(session_id)
         if cached is not None:
@@ -72,13 +72,11 @@ class SessionCache:
             self._states[session_id] = state
         return state
 
-    def load_many(
-        self, conn: sqlite3.Connection, session_ids: Sequence[str]
-    ) -> dict[str, SessionState]:
+    def load_many(self, conn: Connection, session_ids: Sequence[str]) -> dict[str, SessionState]:
         """The states of those sessions that were ever archived."""
         return {sid: state for sid in session_ids if (state := self.load(conn, sid))}
 
-    def open_sessions(self, conn: sqlite3.Connection) -> list[SessionState]:
+    def open_sessions(self, conn: Connection) -> list[SessionState]:
         """Copies of the states of the sessions not yet ended (with their open views)."""
         ids = [
             row[0] for row in conn.execute("SELECT session_id FROM sessions WHERE ended_at IS NULL")
@@ -88,6 +86,10 @@ class SessionCache:
     def keep(self, state: SessionState) -> None:
         """Remember ``state`` as its session's current one."""
         self._states[state.session_id] = state
+
+    def clear(self) -> None:
+        """Forget every cached state (another writer may have changed their rows)."""
+        self._states.clear()
 
     def forget(self, session_id: str) -> None:
         """Drop what is cached of a session (its row is read again when next needed)."""
@@ -103,7 +105,7 @@ class SessionCache:
                 self.forget(state.session_id)
 
 
-def _load_row(conn: sqlite3.Connection, session_id: str) -> SessionState | None:
+def _load_row(conn: Connection, session_id: str) -> SessionState | None:
     row = conn.execute(
         "SELECT session_id, account, state, participants_json, user_data_json, next_index,"
         " update_count, ended_at,"
@@ -139,7 +141,7 @@ def _load_row(conn: sqlite3.Connection, session_id: str) -> SessionState | None:
     )
 
 
-def _load_tombstone(conn: sqlite3.Connection, session_id: str) -> SessionState | None:
+def _load_tombstone(conn: Connection, session_id: str) -> SessionState | None:
     row = conn.execute(
         "SELECT purged_at FROM purged_sessions WHERE session_id = ?", (session_id,)
     ).fetchone()

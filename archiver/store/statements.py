@@ -7,7 +7,6 @@ of a session (``session_views``), record conflicts and add lifecycle events.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,8 @@ from archiver.events import (
     session_event_row,
 )
 from archiver.gws.models import TRANSCRIPT_SAVE_DONE_INDEX, Message
+from archiver.store.db import Connection
+from archiver.store.postgres import is_postgres
 from archiver.store.sessions import SessionState
 
 log = structlog.get_logger()
@@ -41,7 +42,7 @@ class ViewChange:
 class Txn:
     """One page's statements: its connection, its instant, and the event rows gathered."""
 
-    conn: sqlite3.Connection
+    conn: Connection
     now: str
     last_seq: int  # the seq of the newest event stored before this page
     events: list[EventRow] = field(default_factory=list)
@@ -58,7 +59,10 @@ def insert_fresh(
     Messages of a session already ended get no events: none may follow ``SessionEnded``.
     """
     conn = txn.conn
-    (last_rowid,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM messages").fetchone()
+    # SQLite's search index is filled here; PostgreSQL's is a generated column.
+    sqlite = not is_postgres(conn)
+    if sqlite:
+        (last_rowid,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM messages").fetchone()
     conn.executemany(
         "INSERT INTO messages (session_id, message_index, type, text, url, from_type,"
         " from_nickname, from_participant_id, visibility, sent_at, raw_json, archived_at,"
@@ -83,10 +87,12 @@ def insert_fresh(
             for m in fresh
         ],
     )
-    conn.execute(
-        "INSERT INTO messages_fts (rowid, text) SELECT rowid, text FROM messages WHERE rowid > ?",
-        (last_rowid,),
-    )
+    if sqlite:
+        conn.execute(
+            "INSERT INTO messages_fts (rowid, text) SELECT rowid, text FROM messages"
+            " WHERE rowid > ?",
+            (last_rowid,),
+        )
     # A silent supervisor's own entries (visibility Supervisors) do not make it a handler.
     senders = {
         m.from_user_id
@@ -173,7 +179,7 @@ def late_view(txn: Txn, state: SessionState, change: ViewChange) -> None:
     )
 
 
-def unviewed(conn: sqlite3.Connection, account: str, session_ids: Sequence[str]) -> list[str]:
+def unviewed(conn: Connection, account: str, session_ids: Sequence[str]) -> list[str]:
     """Those sessions ``account`` has no recorded view of."""
     seen: set[str] = set()
     for start in range(0, len(session_ids), 500):
@@ -206,7 +212,7 @@ def add_session_event(
 
 
 def record_agents(
-    conn: sqlite3.Connection, handled: Iterable[tuple[str, str]], now: str, source: str
+    conn: Connection, handled: Iterable[tuple[str, str]], now: str, source: str
 ) -> None:
     """Record (session id, agent id) pairs: the agent handled the session, seen via ``source``."""
     conn.executemany(

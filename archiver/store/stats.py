@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
+from archiver.store.db import ReadConnection
 from archiver.store.queries import fetch_rows
 
 
@@ -47,7 +46,7 @@ class ArchiveStats:
         }
 
 
-async def archive_stats(conn: aiosqlite.Connection) -> ArchiveStats:
+async def archive_stats(conn: ReadConnection) -> ArchiveStats:
     """Counts per message type, session state and day (UTC, by ``sent_at``)."""
 
     async def counts(sql: str) -> dict[str, int]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from archiver.store.db import Connection
 from archiver.store.statements import record_agents
 
 __all__ = ["GapRow", "agent_state", "known_gaps", "record_agents", "record_gap"]
@@ -22,7 +22,7 @@ class GapRow:
 
 
 def agent_state(
-    conn: sqlite3.Connection,
+    conn: Connection,
     agents: Sequence[tuple[str, str]],
     status: str,
     detail: str | None,
@@ -38,7 +38,7 @@ def agent_state(
     )
 
 
-def record_gap(conn: sqlite3.Connection, gap: GapRow, now: str) -> bool:
+def record_gap(conn: Connection, gap: GapRow, now: str) -> bool:
     """Record a gap (or a change of its status); True if the session was not recorded yet."""
     new = (
         conn.execute("SELECT 1 FROM team_gaps WHERE session_id = ?", (gap.session_id,)).fetchone()
@@ -53,7 +53,7 @@ def record_gap(conn: sqlite3.Connection, gap: GapRow, now: str) -> bool:
     return new
 
 
-def known_gaps(conn: sqlite3.Connection) -> list[GapRow]:
+def known_gaps(conn: Connection) -> list[GapRow]:
     """Every recorded gap, oldest first."""
     rows = conn.execute(
         "SELECT session_id, agent_id, status, detail FROM team_gaps ORDER BY noticed_at"

@@ -12,9 +12,12 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from archiver.errors import StoreError
 from archiver.instants import parse_instant
-from archiver.store.db import connect
+from archiver.store.db import DATABASE_ERRORS, ArchiveLocation, connect
+from archiver.store.postgres import PostgresArchive
 
 WAL_SUFFIX = "-wal"
 
@@ -35,8 +38,18 @@ class ArchiveSummary:
     lag_sample: int
 
 
-def archive_bytes(path: Path) -> dict[str, int]:
-    """Sizes of the database file and its write-ahead log (0 for a file that is absent)."""
+def archive_bytes(path: ArchiveLocation) -> dict[str, int]:
+    """Sizes of the database file and its write-ahead log (0 for a file that is absent).
+
+    A PostgreSQL archive has one size, its database's (``main``).
+    """
+    if isinstance(path, PostgresArchive):
+        try:
+            with closing(connect(path)) as conn:
+                (size,) = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        except (StoreError, sqlite3.Error, psycopg.Error):
+            size = 0
+        return {"main": int(size)}
     sizes = {}
     for name, file in (("main", path), ("wal", Path(f"{path}{WAL_SUFFIX}"))):
         try:
@@ -46,21 +59,27 @@ def archive_bytes(path: Path) -> dict[str, int]:
     return sizes
 
 
-def probe_writable(path: Path, timeout_s: float = 2.0) -> str | None:
+def probe_writable(path: ArchiveLocation, timeout_s: float = 2.0) -> str | None:
     """None if a write transaction can begin on the archive now, else the reason it cannot.
 
-    It takes the write lock and rolls back at once: nothing is written.
+    It takes the write lock (SQLite) or asks whether the server takes writes (PostgreSQL: a
+    standby does not) and rolls back at once: nothing is written.
     """
     try:
         with closing(connect(path, busy_timeout_s=timeout_s)) as conn:
+            if isinstance(path, PostgresArchive):
+                (standby,) = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                return "the archive is not writable: its server is a standby" if standby else None
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("ROLLBACK")
-    except sqlite3.Error as exc:
+    except StoreError as exc:
+        return f"the archive is not writable: {exc}"
+    except DATABASE_ERRORS as exc:
         return f"the archive is not writable: {exc}"
     return None
 
 
-def summarize(path: Path, sample: int = 200) -> ArchiveSummary:
+def summarize(path: ArchiveLocation, sample: int = 200) -> ArchiveSummary:
     """The newest event, the open sessions and the recent ingest lag, read-only."""
     try:
         with closing(connect(path, read_only=True)) as conn:
@@ -74,7 +93,7 @@ def summarize(path: Path, sample: int = 200) -> ArchiveSummary:
                 " ORDER BY rowid",
                 (sample,),
             ).fetchall()
-    except sqlite3.Error as exc:
+    except DATABASE_ERRORS as exc:
         raise StoreError(f"cannot read {path}: {exc}") from exc
     lags = [_seconds_between(sent, archived) for sent, archived in rows if sent]
     return ArchiveSummary(

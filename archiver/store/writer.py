@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from functools import partial
-from pathlib import Path
 
 from archiver.errors import StoreError
 from archiver.events import EventRow
 from archiver.gws.models import Malformed
 from archiver.instants import utc_now
 from archiver.lifecycle import Resource
-from archiver.store.db import DEFAULT_BUSY_TIMEOUT_S, DatabaseThread, transaction
+from archiver.store.db import DEFAULT_BUSY_TIMEOUT_S, ArchiveLocation, DatabaseThread, transaction
 from archiver.store.ingest import Ingest, Page, PageResult, record_malformed
 from archiver.store.reconciliation import HistoryCheck, due_reconciliations, unreconciled
 from archiver.store.sessions import SessionState
@@ -45,7 +44,7 @@ class ArchiveWriter(Resource):
 
     def __init__(
         self,
-        path: Path,
+        path: ArchiveLocation,
         on_commit: Callable[[int], None] | None = None,
         *,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,

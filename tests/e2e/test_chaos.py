@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from archiver.daemon import Daemon
+from archiver.store.db import ArchiveLocation
 from gws_simulator import FaultRates, Scenario, Simulator, SimulatorOptions
 from tests.support import (
     compare,
@@ -53,9 +54,8 @@ def lifecycle_counts(archive: Path) -> list[tuple[Any, ...]]:
     )
 
 
-async def test_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+async def test_chaos_run_loses_and_duplicates_nothing(archive: ArchiveLocation) -> None:
     """Guarantees 1-7 under 20% faults: 0 lost, 0 duplicated, 0 mismatched, events once."""
-    archive = tmp_path / "archive.sqlite3"
     scenario = Scenario(
         sessions=200, concurrent_per_agent=10, messages=(95, 110), interval_s=0.004, linger_s=300
     )
@@ -85,9 +85,10 @@ async def test_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     assert daemon.stats.malformed == 0  # a malformed body is retried, never half-stored
 
 
-async def test_crash_loop_under_chaos_loses_nothing(tmp_path: Path) -> None:
+async def test_crash_loop_under_chaos_loses_nothing(
+    archive: ArchiveLocation, tmp_path: Path
+) -> None:
     """Guarantee 4 under faults: 20 SIGKILLs at random moments, then the archive equals truth."""
-    archive = tmp_path / "archive.sqlite3"
     config = tmp_path / "config.toml"
     log = tmp_path / "daemon.log"
     rng = random.Random(77)

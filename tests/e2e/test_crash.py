@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+from archiver.store.db import ArchiveLocation
 from gws_simulator import FaultRates, Scenario, Simulator, SimulatorOptions
 from tests.support import (
     compare,
@@ -22,9 +23,10 @@ from tests.support import (
 KILLS = 6
 
 
-async def test_sigkill_during_ingest_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+async def test_sigkill_during_ingest_loses_and_duplicates_nothing(
+    archive: ArchiveLocation, tmp_path: Path
+) -> None:
     """Guarantee 4: after repeated kill -9 and restarts the archive equals the truth."""
-    archive = tmp_path / "archive.sqlite3"
     config = tmp_path / "config.toml"
     log = tmp_path / "daemon.log"
     rng = random.Random(2024)
@@ -64,9 +66,10 @@ async def test_sigkill_during_ingest_loses_and_duplicates_nothing(tmp_path: Path
     ]
 
 
-async def test_sigterm_with_requests_in_flight_exits_0_within_5_s(tmp_path: Path) -> None:
+async def test_sigterm_with_requests_in_flight_exits_0_within_5_s(
+    archive: ArchiveLocation, tmp_path: Path
+) -> None:
     """Graceful shutdown: in-flight requests are abandoned, exit 0 well inside 5 s."""
-    archive = tmp_path / "archive.sqlite3"
     config = tmp_path / "config.toml"
     log = tmp_path / "daemon.log"
     options = SimulatorOptions(agents=3, seed=1, scenario=None, faults=FaultRates(hang=1.0))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 from archiver.daemon import Daemon
 from archiver.events import Event
 from archiver.gws.models import MESSAGE_TYPES
+from archiver.store.db import ArchiveLocation
 from gws_simulator import Scenario, Simulator, SimulatorOptions
 from tests.support import (
     archived_messages,
@@ -24,9 +24,8 @@ SCENARIO = Scenario(
 )
 
 
-async def test_archive_equals_simulator_record(tmp_path: Path) -> None:
+async def test_archive_equals_simulator_record(archive: ArchiveLocation) -> None:
     """Guarantees 1, 2, 5, 6: every message once, one event each, SessionEnded per session."""
-    archive = tmp_path / "archive.sqlite3"
     options = SimulatorOptions(agents=3, seed=11, scenario=SCENARIO)
     seen: list[Event] = []
     async with Simulator(options) as sim:
@@ -53,9 +52,8 @@ async def test_archive_equals_simulator_record(tmp_path: Path) -> None:
     assert [e.seq for e in seen] == sorted(e.seq for e in seen)
 
 
-async def test_session_ending_mid_run_is_drained_then_ended(tmp_path: Path) -> None:
+async def test_session_ending_mid_run_is_drained_then_ended(archive: ArchiveLocation) -> None:
     """Guarantee 6: messages written just before the end are archived before SessionEnded."""
-    archive = tmp_path / "archive.sqlite3"
     async with Simulator(SimulatorOptions(agents=1, seed=3, scenario=None)) as sim:
         session_id = sim.world.create_session("agent1")
         daemon = Daemon(daemon_config(sim.base_url, archive, agents=1))
@@ -75,9 +73,8 @@ async def test_session_ending_mid_run_is_drained_then_ended(tmp_path: Path) -> N
     assert ended[0] > last[0]
 
 
-async def test_doc_quirks_and_csrf_archive_exactly(tmp_path: Path) -> None:
+async def test_doc_quirks_and_csrf_archive_exactly(archive: ArchiveLocation) -> None:
     """Glued timestamps, ``L`` suffixes, ``TypingStopping``, ``smsession``, CSRF: all archived."""
-    archive = tmp_path / "archive.sqlite3"
     scenario = Scenario(sessions=8, concurrent_per_agent=2, messages=(20, 30), interval_s=0.003)
     options = SimulatorOptions(agents=2, seed=5, scenario=scenario, quirks=True, csrf=True)
     async with Simulator(options) as sim:

@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from archiver.config import Account, ArchiveConfig, Config, GwsConfig, PollConfig, Secret
 from archiver.daemon import Daemon
+from archiver.store.db import ArchiveLocation
+from archiver.store.postgres import PostgresArchive, to_psycopg
 
 FAST_POLL = PollConfig(min_interval_s=0.02, max_interval_s=0.2, sessions_interval_s=0.1)
 
 
-def daemon_config(base_url: str, archive: Path, agents: int = 3, **gws: Any) -> Config:
+def daemon_config(base_url: str, archive: ArchiveLocation, agents: int = 3, **gws: Any) -> Config:
     """A configuration for ``agents`` simulated agents with brisk polling."""
     accounts = tuple(
         Account(username=f"agent{n}", password=Secret("password")) for n in range(1, agents + 1)
@@ -29,24 +33,41 @@ def daemon_config(base_url: str, archive: Path, agents: int = 3, **gws: Any) -> 
     return Config(
         gws=GwsConfig(base_url=base_url, accounts=accounts, **gws),
         poll=FAST_POLL,
-        archive=ArchiveConfig(path=archive),
+        archive=archive_config(archive),
     )
 
 
-def config_toml(base_url: str, archive: Path, agents: int = 3) -> str:
+def archive_config(archive: ArchiveLocation, **settings: Any) -> ArchiveConfig:
+    """``[archive]`` for an SQLite file or a PostgreSQL database."""
+    if isinstance(archive, PostgresArchive):
+        return ArchiveConfig(url=archive.url, **settings)
+    return ArchiveConfig(path=archive, **settings)
+
+
+def archive_toml(archive: ArchiveLocation) -> str:
+    """The ``[archive]`` table's text for an SQLite file or a PostgreSQL database."""
+    if isinstance(archive, PostgresArchive):
+        return f'[archive]\nurl = "{archive.url}"\n'
+    return f'[archive]\npath = "{archive}"\n'
+
+
+def config_toml(base_url: str, archive: ArchiveLocation, agents: int = 3) -> str:
     """The same configuration as a TOML file's text (for the daemon as a subprocess)."""
     lines = [f'[gws]\nbase_url = "{base_url}"\npage_size = 50\n']
     for n in range(1, agents + 1):
         lines.append(f'[[gws.accounts]]\nusername = "agent{n}"\npassword = "password"\n')
     lines.append(
         "[poll]\nmin_interval_s = 0.02\nmax_interval_s = 0.2\nsessions_interval_s = 0.1\n"
-        f'[archive]\npath = "{archive}"\n[log]\nformat = "json"\n'
+        f'{archive_toml(archive)}[log]\nformat = "json"\n'
     )
     return "\n".join(lines)
 
 
-def query(path: Path, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-    """Rows from the archive, through a separate connection."""
+def query(path: ArchiveLocation, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+    """Rows from the archive (SQLite or PostgreSQL), through a separate connection."""
+    if isinstance(path, PostgresArchive):
+        with psycopg.connect(path.url, autocommit=True) as pg:
+            return pg.execute(to_psycopg(sql), tuple(params) or None).fetchall()
     conn = sqlite3.connect(path)
     try:
         return conn.execute(sql, tuple(params)).fetchall()
@@ -65,7 +86,7 @@ def truth_key(record: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def archive_keys(path: Path) -> list[tuple[Any, ...]]:
+def archive_keys(path: ArchiveLocation) -> list[tuple[Any, ...]]:
     """The same fields for every archived message."""
     return query(
         path,
@@ -87,7 +108,7 @@ class Comparison:
         return not self.missing and not self.extra and not self.duplicated_events
 
 
-def compare(path: Path, truth: list[dict[str, Any]]) -> Comparison:
+def compare(path: ArchiveLocation, truth: list[dict[str, Any]]) -> Comparison:
     """Compare archive and truth message by message, and check one event per message."""
     expected = Counter(truth_key(r) for r in truth)
     actual = Counter(archive_keys(path))
@@ -112,22 +133,22 @@ async def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0) -> No
         await asyncio.sleep(0.05)
 
 
-def count(path: Path, sql: str) -> int:
+def count(path: ArchiveLocation, sql: str) -> int:
     """A count from the archive; 0 while the file or its tables do not exist yet."""
-    if not path.exists():
+    if isinstance(path, Path) and not path.exists():
         return 0
     try:
         return int(query(path, sql)[0][0])
-    except sqlite3.OperationalError:
+    except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):
         return 0
 
 
-def ended_sessions(path: Path) -> int:
+def ended_sessions(path: ArchiveLocation) -> int:
     """How many SessionEnded events the archive holds."""
     return count(path, "SELECT count(*) FROM events WHERE type = 'SessionEnded'")
 
 
-def archived_messages(path: Path) -> int:
+def archived_messages(path: ArchiveLocation) -> int:
     """How many messages the archive holds."""
     return count(path, "SELECT count(*) FROM messages")
 
@@ -159,7 +180,7 @@ def log_tail(log: Path) -> str:
 
 
 @asynccontextmanager
-async def daemon_process(config: Path, log: Path, archive: Path) -> AsyncIterator[None]:
+async def daemon_process(config: Path, log: Path, archive: ArchiveLocation) -> AsyncIterator[None]:
     """``gws-archiver run`` archiving for the block, then SIGTERM: it must exit 0 within 10 s."""
     daemon = await start_daemon(config, log)
     await wait_for(lambda: run_started(archive, daemon.pid))
@@ -170,13 +191,13 @@ async def daemon_process(config: Path, log: Path, archive: Path) -> AsyncIterato
         assert await asyncio.wait_for(daemon.wait(), 10) == 0
 
 
-def run_started(archive: Path, pid: int) -> bool:
+def run_started(archive: ArchiveLocation, pid: int) -> bool:
     """True once the daemon with ``pid`` has recorded its run in the archive (it is archiving)."""
-    if not archive.exists():
+    if isinstance(archive, Path) and not archive.exists():
         return False
     try:
         return bool(query(archive, "SELECT count(*) FROM runs WHERE pid = ?", (pid,))[0][0])
-    except sqlite3.OperationalError:
+    except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):
         return False  # the archive is being created: no runs table yet
 
 

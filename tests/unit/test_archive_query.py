@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from archiver import Archive
@@ -17,6 +18,7 @@ from archiver.gws.models import format_instant
 from archiver.store.migrate import load_migrations, migrate
 from archiver.store.retention import set_legal_hold
 from gws_bench.archive_factory import GeneratedArchive, PlannedSession, session_id_of, write_archive
+from tests.support import query
 
 
 async def session_ids(path: Path, filters: SessionFilter, limit: int | None = None) -> list[str]:
@@ -35,8 +37,7 @@ def active_between(plan: PlannedSession, since: datetime, until: datetime) -> bo
 
 def test_generated_archive_is_large_enough(big_archive: GeneratedArchive) -> None:
     """The shared archive holds at least 100,000 messages, as the plan says."""
-    with sqlite3.connect(big_archive.path) as conn:
-        stored = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    stored = query(big_archive.path, "SELECT count(*) FROM messages")[0][0]
     assert stored == big_archive.message_count >= 100_000
 
 
@@ -102,10 +103,9 @@ async def test_sessions_filter_by_message_sender_not_in_participants(
 ) -> None:
     """participant also matches senders of messages (the notice sender 'system')."""
     found = await session_ids(big_archive.path, SessionFilter(participant="system"))
-    with sqlite3.connect(big_archive.path) as conn:
-        senders = conn.execute(
-            "SELECT DISTINCT session_id FROM messages WHERE from_nickname = 'system'"
-        ).fetchall()
+    senders = query(
+        big_archive.path, "SELECT DISTINCT session_id FROM messages WHERE from_nickname = 'system'"
+    )
     assert set(found) == {row[0] for row in senders}
 
 
@@ -241,9 +241,10 @@ async def test_opening_an_archive_older_than_search_asks_for_an_upgrade(tmp_path
 
 async def test_archive_is_read_only(big_archive: GeneratedArchive) -> None:
     """The Archive's connection cannot write, even by accident."""
+    refusal = (sqlite3.OperationalError, psycopg.errors.ReadOnlySqlTransaction)
     async with Archive(big_archive.path) as archive:
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
-            await archive._reader.conn.execute("DELETE FROM sessions")
+        with pytest.raises(refusal, match=r"readonly|read-only"):
+            await archive._reader.conn.execute_fetchall("DELETE FROM sessions")
 
 
 async def test_close_twice_is_harmless(big_archive: GeneratedArchive) -> None:

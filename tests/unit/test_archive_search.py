@@ -69,7 +69,11 @@ async def test_phrase_query_needs_adjacent_words(big_archive: GeneratedArchive) 
     phrase = await search(big_archive.path, '"broken phone"')
     words = await search(big_archive.path, "broken phone")
     assert sessions_of(phrase) == [session_id_of(3)]
-    assert phrase[0].snippet == "my [broken phone] needs a refund"
+    # FTS5 marks the phrase; PostgreSQL's ts_headline marks each of its words.
+    assert phrase[0].snippet in (
+        "my [broken phone] needs a refund",
+        "my [broken] [phone] needs a refund",
+    )
     assert set(sessions_of(words)) == {session_id_of(3), session_id_of(8)}
 
 
