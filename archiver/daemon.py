@@ -22,6 +22,7 @@ import structlog
 
 from archiver import __version__
 from archiver.accounts import AccountPoller, SessionDirectory
+from archiver.cluster import LeaseKeeper
 from archiver.config import Config
 from archiver.config_dump import config_digest
 from archiver.errors import ArchiverError, TeamRefusedError
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
     from archiver.server import StatusServer
 
 log = structlog.get_logger()
+
+# The one lease of a shared (PostgreSQL) archive: its holder archives, the others stand by.
+ARCHIVE_LEASE = "archive"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,37 @@ class Daemon:
             feed = EventFeed(reader, writer.last_seq)
             writer.on_commit = feed.committed
             self.state.feed = feed
+            if config.server.listen is not None:
+                # Imported only when configured: the server is the product's one aiohttp.web user.
+                from archiver.server import StatusServer
+
+                self.server = await stack.enter_async_context(
+                    StatusServer(self.state, config.server)
+                )
+            location = config.archive.location
+            if isinstance(location, Path):
+                await self._archive(writer, feed)
+                return
+            # Several daemons may share this archive: archive while holding its lease.
+            keeper = await stack.enter_async_context(
+                LeaseKeeper(
+                    location, [ARCHIVE_LEASE], lease_s=config.archive.lease_s,
+                    on_committed=feed.committed,
+                )
+            )  # fmt: skip
+            self.state.leases = keeper
+            log.info("daemon_standing_by", daemon=keeper.daemon_id, archive=str(location))
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(keeper.run(), name="leases")
+                tasks.create_task(
+                    keeper.run_held(ARCHIVE_LEASE, lambda: self._archive(writer, feed)),
+                    name="archive",
+                )
+
+    async def _archive(self, writer: ArchiveWriter, feed: EventFeed) -> None:
+        """Log in, poll, deliver hooks and keep the run's record, until cancelled."""
+        config = self.config
+        async with AsyncExitStack() as stack:
             hooks = await stack.enter_async_context(
                 HookDispatcher(
                     config.archive.location,
@@ -143,13 +178,6 @@ class Daemon:
                     busy_timeout_s=config.archive.busy_timeout_s,
                 )
             )
-            if config.server.listen is not None:
-                # Imported only when configured: the server is the product's one aiohttp.web user.
-                from archiver.server import StatusServer
-
-                self.server = await stack.enter_async_context(
-                    StatusServer(self.state, config.server)
-                )
             log.info(
                 "daemon_started",
                 version=__version__,
@@ -204,6 +232,9 @@ class Daemon:
                         tasks.create_task(retention, name="retention")
                     self._started.set()
             finally:
+                # A lost lease ends this work, not the daemon: what it showed is not current.
+                self.state.accounts.clear()
+                self.state.pushes.clear()
                 log.info("daemon_stopped", **self.stats.fields())
 
     def _team(

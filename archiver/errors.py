@@ -111,6 +111,10 @@ class SchemaTooNewError(StoreError):
     """Raised when the archive's schema version is newer than this code knows."""
 
 
+class ArchiveUnreachableError(StoreError):
+    """Raised when a PostgreSQL archive's server cannot be reached or refuses us."""
+
+
 class ForbiddenOperationError(ArchiverError):
     """Raised, before anything is sent, for an operation gws-archiver must never send."""
 

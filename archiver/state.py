@@ -20,6 +20,7 @@ import structlog
 from archiver.config import Config
 
 if TYPE_CHECKING:
+    from archiver.cluster import LeaseKeeper
     from archiver.events import EventRow
     from archiver.feed import EventFeed
 
@@ -161,6 +162,7 @@ class DaemonState:
     host: HostCounts | None = None
     accounts: list[ReportsAccount] = field(default_factory=list)
     pushes: list[ReportsPush] = field(default_factory=list)
+    leases: LeaseKeeper | None = None  # a shared (PostgreSQL) archive's
 
     @property
     def polling(self) -> bool:

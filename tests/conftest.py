@@ -27,20 +27,25 @@ def _reset_logging() -> Iterator[None]:
     structlog.reset_defaults()
 
 
+@pytest.fixture(scope="session")
+def big_archive(tmp_path_factory: pytest.TempPathFactory) -> GeneratedArchive:
+    """1,000 sessions, 100,000+ messages; shared by every test, never written to by them."""
+    path = tmp_path_factory.mktemp("big") / "archive.sqlite3"
+    return asyncio.run(write_archive(path, sessions=1000, messages_per_session=100))
+
+
 @pytest.fixture(
     scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
-def big_archive(
+def big_archives(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> GeneratedArchive:
-    """1,000 sessions, 100,000+ messages, in each kind of archive; shared by every test, never
-    written to by them."""
-    path: ArchiveLocation
+    """The same archive in each kind (SQLite's is ``big_archive``), for the query tests."""
     if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("big") / "archive.sqlite3"
-    else:
-        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
-        path = PostgresArchive(cluster.create_database("big_archive"))
+        generated: GeneratedArchive = request.getfixturevalue("big_archive")
+        return generated
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    path = PostgresArchive(cluster.create_database("big_archive"))
     return asyncio.run(write_archive(path, sessions=1000, messages_per_session=100))
 
 

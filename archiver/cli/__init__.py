@@ -21,7 +21,14 @@ from archiver.cli.reconcile import add_reconcile_command
 from archiver.cli.service import add_service_commands
 from archiver.config import load_config
 from archiver.daemon import Daemon
-from archiver.errors import ArchiverError, ConfigError, InstanceLockedError, TeamRefusedError
+from archiver.errors import (
+    ArchiverError,
+    ArchiveUnreachableError,
+    ConfigError,
+    InstanceLockedError,
+    SchemaTooNewError,
+    TeamRefusedError,
+)
 from archiver.logs import configure_logging
 
 # Commands served by the packages beside the product, imported only when they are run.
@@ -109,7 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gws-archiver: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (InstanceLockedError, TeamRefusedError) as exc:
+    except (
+        InstanceLockedError,
+        TeamRefusedError,
+        ArchiveUnreachableError,
+        SchemaTooNewError,
+    ) as exc:
         print(f"gws-archiver: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ArchiverError as exc:

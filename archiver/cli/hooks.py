@@ -12,7 +12,6 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -29,7 +28,9 @@ Command = Callable[[argparse.Namespace, DeliveryStore], Coroutine[Any, Any, int]
 def add_hooks_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``hooks status``, ``hooks replay`` and ``hooks enable``."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--archive", type=Path, metavar="PATH", help="the archive file")
+    common.add_argument(
+        "--archive", metavar="PATH|URL", help="the archive: an SQLite file or a postgresql:// URL"
+    )
     common.add_argument("--config", metavar="PATH", help="read [archive] path from this file")
     hooks = subparsers.add_parser("hooks", help="event subscribers: delivery state and replay")
     commands = hooks.add_subparsers(dest="hooks_command", required=True, metavar="COMMAND")

@@ -53,7 +53,9 @@ Handler = Callable[[argparse.Namespace], int]
 def add_read_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the read, purge and hold commands on the ``gws-archiver`` command tree."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--archive", type=Path, metavar="PATH", help="the archive file")
+    common.add_argument(
+        "--archive", metavar="PATH|URL", help="the archive: an SQLite file or a postgresql:// URL"
+    )
     common.add_argument("--config", metavar="PATH", help="read [archive] path from this file")
     common.add_argument("--json", action="store_true", help="print JSON lines")
     filters = argparse.ArgumentParser(add_help=False)

@@ -13,7 +13,6 @@ import asyncio
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,7 +21,9 @@ from archiver.cli.exit_codes import EXIT_FAILURE, EXIT_OK
 from archiver.cli.read import archive_path
 from archiver.config import load_config
 from archiver.config_dump import effective_config, render_toml
-from archiver.store.db import ArchiveLocation, missing
+from archiver.store.db import ArchiveLocation, DatabaseThread, missing
+from archiver.store.leases import Lease, leases
+from archiver.store.postgres import PostgresArchive
 from archiver.store.runs import Run, recent_runs
 from archiver.store.vitals import ArchiveSummary, archive_bytes, summarize
 
@@ -30,7 +31,9 @@ from archiver.store.vitals import ArchiveSummary, archive_bytes, summarize
 def add_service_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``status`` and ``config check`` on the ``gws-archiver`` command tree."""
     status = subparsers.add_parser("status", help="the last runs, archive progress and lag")
-    status.add_argument("--archive", type=Path, metavar="PATH", help="the archive file")
+    status.add_argument(
+        "--archive", metavar="PATH|URL", help="the archive: an SQLite file or a postgresql:// URL"
+    )
     status.add_argument("--config", metavar="PATH", help="read [archive] path from this file")
     status.add_argument("--runs", type=_positive, default=5, metavar="N", help="show N runs (5)")
     status.add_argument("--json", action="store_true", help="print one JSON object")
@@ -61,6 +64,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     summary, runs, sizes = asyncio.run(_gather(path, args.runs))
     report = status_report(path, summary, runs, sizes, now=datetime.now(UTC))
+    if isinstance(path, PostgresArchive):
+        report["leases"] = [asdict(lease) for lease in asyncio.run(_leases(path))]
     if args.json:
         sys.stdout.write(orjson.dumps(report).decode() + "\n")
     else:
@@ -77,6 +82,11 @@ async def _gather(
         asyncio.to_thread(recent_runs, path, limit),
         asyncio.to_thread(archive_bytes, path),
     )
+
+
+async def _leases(path: PostgresArchive) -> list[Lease]:
+    async with DatabaseThread(path, name="status") as db:
+        return await db.run(leases)
 
 
 def status_report(
@@ -115,7 +125,14 @@ def _run_json(run: Run) -> dict[str, Any]:
 def _print_report(report: dict[str, Any]) -> None:
     sizes = report["archive"]["bytes"]
     print(f"archive   {report['archive']['path']}")
-    print(f"size      {_mib(sizes['main'])} + WAL {_mib(sizes['wal'])}")
+    print(f"size      {_mib(sizes['main'])} + WAL {_mib(sizes.get('wal', 0))}")
+    for lease in report.get("leases", []):
+        held = (
+            f"held by {lease['holder']} for {lease['expires_in_s']:.1f} s more"
+            if lease["holder"] and (lease["expires_in_s"] or 0) > 0
+            else "free (no daemon holds it)"
+        )
+        print(f"lease     {lease['name']}: {held}, {lease['takeovers']} takeovers")
     age = report["last_archived_age_s"]
     newest = "nothing archived yet" if age is None else f"newest message archived {age:.0f} s ago"
     print(f"events    {report['events']} ({newest})")

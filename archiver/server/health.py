@@ -24,6 +24,7 @@ class Readiness:
     reasons: list[str]
     archive: dict[str, Any]
     accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    leases: dict[str, Any] | None = None  # a shared archive's: this daemon's and what it holds
 
     def to_json(self) -> dict[str, Any]:
         """The JSON body of ``/readyz``."""
@@ -32,6 +33,7 @@ class Readiness:
             "reasons": self.reasons,
             "archive": self.archive,
             "accounts": self.accounts,
+            **({"leases": self.leases} if self.leases is not None else {}),
         }
 
 
@@ -52,7 +54,10 @@ async def check_readiness(state: DaemonState) -> Readiness:
     if problem:
         reasons.append(problem)
     archive = {"ok": problem is None, "path": str(path), "reason": problem}
-    if not state.polling:
+    leases = state.leases
+    if leases is not None and not leases.held():
+        reasons.append(f"standing by: daemon {leases.daemon_id} holds no lease of the archive")
+    elif not state.polling:
         reasons.append("polling has not started yet")
     window_s = ready_window_s(state)
     now = time.time()
@@ -68,7 +73,10 @@ async def check_readiness(state: DaemonState) -> Readiness:
             "last_success_age_s": None if success is None else round(now - success, 3),
             "reason": reason,
         }
-    return Readiness(not reasons, reasons, archive, accounts)
+    held = None
+    if leases is not None:
+        held = {"daemon": leases.daemon_id, "held": leases.held(), "lost": leases.lost}
+    return Readiness(not reasons, reasons, archive, accounts, held)
 
 
 def _account_problem(report: AccountReport, now: float, window_s: float) -> str | None:

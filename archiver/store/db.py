@@ -31,7 +31,7 @@ from urllib.parse import quote
 import aiosqlite
 import psycopg
 
-from archiver.errors import StoreError
+from archiver.errors import ArchiveUnreachableError, StoreError
 from archiver.lifecycle import Resource
 from archiver.store import postgres
 from archiver.store.files import create_private
@@ -108,7 +108,8 @@ def open_postgres(archive: PostgresArchive) -> PgConnection:
     try:
         return postgres.connect(archive)
     except psycopg.Error as exc:
-        raise StoreError(f"cannot open the archive {archive}: {_first_line(exc)}") from exc
+        problem = _first_line(exc)
+        raise ArchiveUnreachableError(f"cannot open the archive {archive}: {problem}") from exc
 
 
 def _first_line(exc: Exception) -> str:

@@ -208,7 +208,7 @@ def _status(conn: Connection, name: str | None) -> list[SubscriberStatus]:
         "  WHERE d.subscriber = s.name AND d.status = 'pending'),"
         " (SELECT count(*) FROM hook_deliveries d"
         "  WHERE d.subscriber = s.name AND d.status = 'dead'),"
-        " max(0, (SELECT coalesce(max(seq), 0) FROM events) - s.cursor_seq)"
+        " (SELECT coalesce(max(seq), 0) FROM events) - s.cursor_seq"
         " FROM hook_subscribers s"
     )
     params: tuple[str, ...] = ()
@@ -220,7 +220,22 @@ def _status(conn: Connection, name: str | None) -> list[SubscriberStatus]:
     except DATABASE_ERRORS as exc:
         raise StoreError(f"reading hook state failed: {exc}") from exc
     return [
-        SubscriberStatus(row[0], row[1], row[2], _filters_from_json(row[3]), *row[4:])
+        SubscriberStatus(
+            row[0],
+            row[1],
+            row[2],
+            _filters_from_json(row[3]),
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            row[8],
+            row[9],
+            row[10],
+            row[11],
+            row[12],
+            max(0, row[13]),
+        )
         for row in rows
     ]
 

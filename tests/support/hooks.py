@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -36,9 +35,10 @@ from archiver.events import Event
 from archiver.feed import EventFeed
 from archiver.gws.models import parse_message, parse_session
 from archiver.hooks.dispatcher import HookDispatcher
+from archiver.store.db import ArchiveLocation
 from archiver.store.reader import ArchiveReader
 from archiver.store.writer import ArchiveWriter, Page
-from tests.support import hook_targets
+from tests.support import hook_targets, query
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OTHER_SECRET = "whsec_c2VjcmV0LW9mLWEtcm90YXRlZC1lbmRwb2ludA=="
@@ -226,16 +226,12 @@ async def dispatching(source: EventSource, hooks: HooksConfig) -> AsyncIterator[
             await asyncio.gather(task, return_exceptions=True)
 
 
-def rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Rows from the archive, through a separate connection."""
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+def rows(path: ArchiveLocation, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows from the archive (SQLite or PostgreSQL), through a separate connection."""
+    return query(path, sql, params)
 
 
-def deliveries(path: Path, status: str) -> list[tuple[Any, ...]]:
+def deliveries(path: ArchiveLocation, status: str) -> list[tuple[Any, ...]]:
     """(subscriber, event_id, attempts, last_error) of queued deliveries in ``status``."""
     return rows(
         path,
@@ -261,7 +257,7 @@ def order_violations(requests: list[Received], seqs_by_session: dict[str, list[i
     return problems
 
 
-def seqs_by_session(path: Path) -> dict[str, list[int]]:
+def seqs_by_session(path: ArchiveLocation) -> dict[str, list[int]]:
     """Every session's event seqs, ascending."""
     found: dict[str, list[int]] = {}
     for session_id, seq in rows(path, "SELECT session_id, seq FROM events ORDER BY seq"):

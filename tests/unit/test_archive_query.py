@@ -35,88 +35,90 @@ def active_between(plan: PlannedSession, since: datetime, until: datetime) -> bo
     return any(low <= at < high for at in plan.sent_ats)
 
 
-def test_generated_archive_is_large_enough(big_archive: GeneratedArchive) -> None:
+def test_generated_archive_is_large_enough(big_archives: GeneratedArchive) -> None:
     """The shared archive holds at least 100,000 messages, as the plan says."""
-    stored = query(big_archive.path, "SELECT count(*) FROM messages")[0][0]
-    assert stored == big_archive.message_count >= 100_000
+    stored = query(big_archives.path, "SELECT count(*) FROM messages")[0][0]
+    assert stored == big_archives.message_count >= 100_000
 
 
 async def test_sessions_without_filters_lists_all_newest_first(
-    big_archive: GeneratedArchive,
+    big_archives: GeneratedArchive,
 ) -> None:
     """Every session comes once, across page boundaries, newest first_seen_at first."""
-    async with Archive(big_archive.path) as archive:
+    async with Archive(big_archives.path) as archive:
         found = [s async for s in archive.sessions()]
     keys = [(s.first_seen_at, s.session_id) for s in found]
     assert keys == sorted(keys, reverse=True)
-    assert {s.session_id for s in found} == {p.session_id for p in big_archive.sessions}
-    assert len(found) == len(big_archive.sessions)
+    assert {s.session_id for s in found} == {p.session_id for p in big_archives.sessions}
+    assert len(found) == len(big_archives.sessions)
 
 
-async def test_sessions_limit_returns_the_newest_n(big_archive: GeneratedArchive) -> None:
+async def test_sessions_limit_returns_the_newest_n(big_archives: GeneratedArchive) -> None:
     """limit=N is the first N of the full listing."""
-    everything = await session_ids(big_archive.path, SessionFilter())
-    assert await session_ids(big_archive.path, SessionFilter(), limit=7) == everything[:7]
+    everything = await session_ids(big_archives.path, SessionFilter())
+    assert await session_ids(big_archives.path, SessionFilter(), limit=7) == everything[:7]
 
 
-async def test_sessions_filter_by_account(big_archive: GeneratedArchive) -> None:
+async def test_sessions_filter_by_account(big_archives: GeneratedArchive) -> None:
     """account keeps exactly that account's sessions."""
-    found = await session_ids(big_archive.path, SessionFilter(account="agent2"))
-    assert set(found) == ids_where(big_archive, lambda p: p.account == "agent2")
+    found = await session_ids(big_archives.path, SessionFilter(account="agent2"))
+    assert set(found) == ids_where(big_archives, lambda p: p.account == "agent2")
     assert len(found) == 250
 
 
-async def test_sessions_filter_by_state_ignores_case(big_archive: GeneratedArchive) -> None:
+async def test_sessions_filter_by_state_ignores_case(big_archives: GeneratedArchive) -> None:
     """state matches GWS states without regard to case."""
-    found = await session_ids(big_archive.path, SessionFilter(state="revoked"))
-    assert set(found) == ids_where(big_archive, lambda p: p.state == "Revoked")
+    found = await session_ids(big_archives.path, SessionFilter(state="revoked"))
+    assert set(found) == ids_where(big_archives, lambda p: p.state == "Revoked")
 
 
-async def test_sessions_filter_by_time_window(big_archive: GeneratedArchive) -> None:
+async def test_sessions_filter_by_time_window(big_archives: GeneratedArchive) -> None:
     """since/until keep sessions with a message sent in [since, until)."""
     since, until = datetime(2024, 3, 5, 10, tzinfo=UTC), datetime(2024, 3, 6, 3, tzinfo=UTC)
-    found = await session_ids(big_archive.path, SessionFilter(since=since, until=until))
-    expected = ids_where(big_archive, lambda p: active_between(p, since, until))
+    found = await session_ids(big_archives.path, SessionFilter(since=since, until=until))
+    expected = ids_where(big_archives, lambda p: active_between(p, since, until))
     assert set(found) == expected
     assert 0 < len(expected) < 100
 
 
-async def test_sessions_filter_treats_naive_times_as_utc(big_archive: GeneratedArchive) -> None:
+async def test_sessions_filter_treats_naive_times_as_utc(big_archives: GeneratedArchive) -> None:
     """A naive datetime means UTC."""
     naive = SessionFilter(since=datetime(2024, 3, 7), until=datetime(2024, 3, 8))
     aware = SessionFilter(
         since=datetime(2024, 3, 7, tzinfo=UTC), until=datetime(2024, 3, 8, tzinfo=UTC)
     )
-    assert await session_ids(big_archive.path, naive) == await session_ids(big_archive.path, aware)
+    assert await session_ids(big_archives.path, naive) == await session_ids(
+        big_archives.path, aware
+    )
 
 
-async def test_sessions_filter_by_participant_nickname(big_archive: GeneratedArchive) -> None:
+async def test_sessions_filter_by_participant_nickname(big_archives: GeneratedArchive) -> None:
     """participant matches an agent's or customer's nickname, ignoring ASCII case."""
-    agents = await session_ids(big_archive.path, SessionFilter(participant="zoë"))
-    customers = await session_ids(big_archive.path, SessionFilter(participant="CUST5"))
-    assert set(agents) == ids_where(big_archive, lambda p: p.agent == "Zoë")
-    assert set(customers) == ids_where(big_archive, lambda p: p.customer == "Cust5")
+    agents = await session_ids(big_archives.path, SessionFilter(participant="zoë"))
+    customers = await session_ids(big_archives.path, SessionFilter(participant="CUST5"))
+    assert set(agents) == ids_where(big_archives, lambda p: p.agent == "Zoë")
+    assert set(customers) == ids_where(big_archives, lambda p: p.customer == "Cust5")
 
 
 async def test_sessions_filter_by_message_sender_not_in_participants(
-    big_archive: GeneratedArchive,
+    big_archives: GeneratedArchive,
 ) -> None:
     """participant also matches senders of messages (the notice sender 'system')."""
-    found = await session_ids(big_archive.path, SessionFilter(participant="system"))
+    found = await session_ids(big_archives.path, SessionFilter(participant="system"))
     senders = query(
-        big_archive.path, "SELECT DISTINCT session_id FROM messages WHERE from_nickname = 'system'"
+        big_archives.path, "SELECT DISTINCT session_id FROM messages WHERE from_nickname = 'system'"
     )
     assert set(found) == {row[0] for row in senders}
 
 
-async def test_sessions_filters_combine(big_archive: GeneratedArchive) -> None:
+async def test_sessions_filters_combine(big_archives: GeneratedArchive) -> None:
     """Several filters together keep only sessions matching all of them."""
     since, until = datetime(2024, 3, 10, tzinfo=UTC), datetime(2024, 3, 20, tzinfo=UTC)
     filters = SessionFilter(
         account="agent1", state="Completed", participant="Marat", since=since, until=until
     )
     expected = ids_where(
-        big_archive,
+        big_archives,
         lambda p: (
             p.account == "agent1"
             and p.state == "Completed"
@@ -124,14 +126,14 @@ async def test_sessions_filters_combine(big_archive: GeneratedArchive) -> None:
             and active_between(p, since, until)
         ),
     )
-    assert set(await session_ids(big_archive.path, filters)) == expected
+    assert set(await session_ids(big_archives.path, filters)) == expected
     assert expected
 
 
-async def test_session_record_counts_its_messages(big_archive: GeneratedArchive) -> None:
+async def test_session_record_counts_its_messages(big_archives: GeneratedArchive) -> None:
     """A session's record carries its message count and first/last sent_at."""
-    plan = big_archive.sessions[42]
-    async with Archive(big_archive.path) as archive:
+    plan = big_archives.sessions[42]
+    async with Archive(big_archives.path) as archive:
         record = await archive.session(plan.session_id)
     assert record is not None
     assert record.message_count == plan.message_count
@@ -152,11 +154,11 @@ async def test_held_filter_keeps_only_sessions_under_legal_hold(tmp_path: Path) 
 
 
 async def test_transcript_is_in_log_order_with_save_done_last(
-    big_archive: GeneratedArchive,
+    big_archives: GeneratedArchive,
 ) -> None:
     """A transcript runs index 1..N, then the TranscriptSaveDone (index -1)."""
-    plan = next(p for p in big_archive.sessions if p.state == "Completed")
-    async with Archive(big_archive.path) as archive:
+    plan = next(p for p in big_archives.sessions if p.state == "Completed")
+    async with Archive(big_archives.path) as archive:
         transcript = await archive.transcript(plan.session_id)
     assert transcript is not None
     indices = [m.message_index for m in transcript.messages]
@@ -164,17 +166,17 @@ async def test_transcript_is_in_log_order_with_save_done_last(
     assert transcript.messages[-1].type == "TranscriptSaveDone"
 
 
-async def test_transcript_of_unknown_session_is_none(big_archive: GeneratedArchive) -> None:
+async def test_transcript_of_unknown_session_is_none(big_archives: GeneratedArchive) -> None:
     """An id the archive does not hold gives None, not an error."""
-    async with Archive(big_archive.path) as archive:
+    async with Archive(big_archives.path) as archive:
         assert await archive.transcript("no-such-session") is None
 
 
 async def test_transcript_text_marks_agents_only_and_can_hide_events(
-    big_archive: GeneratedArchive,
+    big_archives: GeneratedArchive,
 ) -> None:
     """Text lines mark agents-only messages; hide_events drops typing and join/leave lines."""
-    async with Archive(big_archive.path) as archive:
+    async with Archive(big_archives.path) as archive:
         transcript = await archive.transcript(session_id_of(3))
     assert transcript is not None
     shown = list(transcript.text_lines())
@@ -187,10 +189,10 @@ async def test_transcript_text_marks_agents_only_and_can_hide_events(
 
 
 async def test_transcript_text_dims_events_only_when_colored(
-    big_archive: GeneratedArchive,
+    big_archives: GeneratedArchive,
 ) -> None:
     """With color, event lines are dim (ANSI) and message lines are plain."""
-    async with Archive(big_archive.path) as archive:
+    async with Archive(big_archives.path) as archive:
         transcript = await archive.transcript(session_id_of(3))
     assert transcript is not None
     colored = list(transcript.text_lines(color=True))
@@ -198,15 +200,15 @@ async def test_transcript_text_dims_events_only_when_colored(
     assert not any("\x1b[" in line for line in transcript.text_lines())
 
 
-async def test_stats_count_types_states_and_days(big_archive: GeneratedArchive) -> None:
+async def test_stats_count_types_states_and_days(big_archives: GeneratedArchive) -> None:
     """stats agree with the plan: totals, per state, per day; per type sums to the total."""
-    async with Archive(big_archive.path) as archive:
+    async with Archive(big_archives.path) as archive:
         stats = await archive.stats()
-    days = Counter(at[:10] for p in big_archive.sessions for at in p.sent_ats)
-    undated = big_archive.message_count - sum(days.values())
-    assert stats.messages == big_archive.message_count
-    assert stats.sessions == len(big_archive.sessions)
-    assert stats.sessions_by_state == dict(Counter(p.state for p in big_archive.sessions))
+    days = Counter(at[:10] for p in big_archives.sessions for at in p.sent_ats)
+    undated = big_archives.message_count - sum(days.values())
+    assert stats.messages == big_archives.message_count
+    assert stats.sessions == len(big_archives.sessions)
+    assert stats.sessions_by_state == dict(Counter(p.state for p in big_archives.sessions))
     assert stats.messages_by_day == {"(none)": undated, **dict(sorted(days.items()))}
     assert sum(stats.messages_by_type.values()) == stats.messages
     assert stats.messages_by_type["TranscriptSaveDone"] == stats.sessions_by_state["Completed"]
@@ -239,17 +241,17 @@ async def test_opening_an_archive_older_than_search_asks_for_an_upgrade(tmp_path
         await Archive(path).open()
 
 
-async def test_archive_is_read_only(big_archive: GeneratedArchive) -> None:
+async def test_archive_is_read_only(big_archives: GeneratedArchive) -> None:
     """The Archive's connection cannot write, even by accident."""
     refusal = (sqlite3.OperationalError, psycopg.errors.ReadOnlySqlTransaction)
-    async with Archive(big_archive.path) as archive:
+    async with Archive(big_archives.path) as archive:
         with pytest.raises(refusal, match=r"readonly|read-only"):
             await archive._reader.conn.execute_fetchall("DELETE FROM sessions")
 
 
-async def test_close_twice_is_harmless(big_archive: GeneratedArchive) -> None:
+async def test_close_twice_is_harmless(big_archives: GeneratedArchive) -> None:
     """close() may be called again after the context manager closed it."""
-    archive = Archive(big_archive.path)
+    archive = Archive(big_archives.path)
     async with archive:
         pass
     await archive.close()

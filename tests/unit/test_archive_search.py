@@ -36,38 +36,38 @@ def sessions_of(hits: list[SearchHit]) -> list[str]:
     return [hit.message.session_id for hit in hits]
 
 
-async def test_ranking_prefers_dense_short_matches(big_archive: GeneratedArchive) -> None:
+async def test_ranking_prefers_dense_short_matches(big_archives: GeneratedArchive) -> None:
     """bm25: 'zebra zebra zebra crossing' beats 'zebra', which beats a long message."""
-    hits = await search(big_archive.path, "zebra")
+    hits = await search(big_archives.path, "zebra")
     assert sessions_of(hits) == [session_id_of(5), session_id_of(3), session_id_of(11)]
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
-async def test_snippet_highlights_every_hit_with_brackets(big_archive: GeneratedArchive) -> None:
+async def test_snippet_highlights_every_hit_with_brackets(big_archives: GeneratedArchive) -> None:
     """The snippet wraps each matching token in the highlight markers."""
-    hits = await search(big_archive.path, "zebra")
+    hits = await search(big_archives.path, "zebra")
     assert hits[0].snippet == "[zebra] [zebra] [zebra] crossing"
 
 
-async def test_snippet_markers_are_configurable(big_archive: GeneratedArchive) -> None:
+async def test_snippet_markers_are_configurable(big_archives: GeneratedArchive) -> None:
     """Other markers (ANSI bold on a terminal) replace the brackets."""
-    hits = await search(big_archive.path, "crossing", highlight=("\x1b[1m", "\x1b[0m"))
+    hits = await search(big_archives.path, "crossing", highlight=("\x1b[1m", "\x1b[0m"))
     assert hits[0].snippet == "zebra zebra zebra \x1b[1mcrossing\x1b[0m"
 
 
-async def test_long_messages_are_cut_around_the_hit(big_archive: GeneratedArchive) -> None:
+async def test_long_messages_are_cut_around_the_hit(big_archives: GeneratedArchive) -> None:
     """A long message's snippet is an excerpt with an ellipsis, hit included."""
-    hits = await search(big_archive.path, "zebra")
+    hits = await search(big_archives.path, "zebra")
     long = hits[2]
     assert "[zebra]" in long.snippet
     assert "…" in long.snippet
     assert len(long.snippet) < len(long.message.text or "")
 
 
-async def test_phrase_query_needs_adjacent_words(big_archive: GeneratedArchive) -> None:
+async def test_phrase_query_needs_adjacent_words(big_archives: GeneratedArchive) -> None:
     """'"broken phone"' matches the phrase only; 'broken phone' matches both words anywhere."""
-    phrase = await search(big_archive.path, '"broken phone"')
-    words = await search(big_archive.path, "broken phone")
+    phrase = await search(big_archives.path, '"broken phone"')
+    words = await search(big_archives.path, "broken phone")
     assert sessions_of(phrase) == [session_id_of(3)]
     # FTS5 marks the phrase; PostgreSQL's ts_headline marks each of its words.
     assert phrase[0].snippet in (
@@ -77,27 +77,27 @@ async def test_phrase_query_needs_adjacent_words(big_archive: GeneratedArchive) 
     assert set(sessions_of(words)) == {session_id_of(3), session_id_of(8)}
 
 
-async def test_accents_and_case_are_folded(big_archive: GeneratedArchive) -> None:
+async def test_accents_and_case_are_folded(big_archives: GeneratedArchive) -> None:
     """'cafe' finds 'café' and 'FERME' finds 'fermé' (remove_diacritics 2)."""
     for query in ("cafe", "FERME", "café"):
-        assert sessions_of(await search(big_archive.path, query)) == [session_id_of(17)]
+        assert sessions_of(await search(big_archives.path, query)) == [session_id_of(17)]
 
 
-async def test_non_latin_scripts_are_searchable(big_archive: GeneratedArchive) -> None:
+async def test_non_latin_scripts_are_searchable(big_archives: GeneratedArchive) -> None:
     """Cyrillic folds case; CJK words separated by spaces are tokens of their own."""
     for query in ("привет", "ПРИВЕТ", "東京", "タワー"):
-        assert sessions_of(await search(big_archive.path, query)) == [session_id_of(23)]
+        assert sessions_of(await search(big_archives.path, query)) == [session_id_of(23)]
 
 
-async def test_prefix_and_boolean_queries_work(big_archive: GeneratedArchive) -> None:
+async def test_prefix_and_boolean_queries_work(big_archives: GeneratedArchive) -> None:
     """FTS5 syntax passes through: prefix*, OR, NOT."""
-    assert sessions_of(await search(big_archive.path, "zebr*"))[:2] == [
+    assert sessions_of(await search(big_archives.path, "zebr*"))[:2] == [
         session_id_of(5),
         session_id_of(3),
     ]
-    either = await search(big_archive.path, "crossing OR refund")
+    either = await search(big_archives.path, "crossing OR refund")
     assert set(sessions_of(either)) == {session_id_of(5), session_id_of(3)}
-    assert sessions_of(await search(big_archive.path, "phone NOT refund")) == [session_id_of(8)]
+    assert sessions_of(await search(big_archives.path, "phone NOT refund")) == [session_id_of(8)]
 
 
 # Which planted session field each filter looks at, and the filter built from a value.
@@ -109,23 +109,25 @@ SESSION_FIELDS: dict[str, tuple[str, Callable[[str], SessionFilter]]] = {
 
 
 @pytest.mark.parametrize("name", sorted(SESSION_FIELDS))
-async def test_search_filters_by_session_fields(big_archive: GeneratedArchive, name: str) -> None:
+async def test_search_filters_by_session_fields(big_archives: GeneratedArchive, name: str) -> None:
     """account, state and participant keep only hits in matching sessions, still ranked."""
     attribute, make_filter = SESSION_FIELDS[name]
-    ranked = [big_archive.sessions[n] for n in (5, 3, 11)]
-    value = getattr(big_archive.sessions[11], attribute)
-    hits = await search(big_archive.path, "zebra", filters=make_filter(value))
+    ranked = [big_archives.sessions[n] for n in (5, 3, 11)]
+    value = getattr(big_archives.sessions[11], attribute)
+    hits = await search(big_archives.path, "zebra", filters=make_filter(value))
     expected = [p.session_id for p in ranked if getattr(p, attribute) == value]
     assert sessions_of(hits) == expected
     assert 0 < len(expected) < len(ranked)
 
 
-async def test_search_time_window_applies_to_the_message(big_archive: GeneratedArchive) -> None:
+async def test_search_time_window_applies_to_the_message(big_archives: GeneratedArchive) -> None:
     """since/until keep hits whose own sent_at is in the window."""
-    hits = await search(big_archive.path, "kaka", limit=10_000)
+    hits = await search(big_archives.path, "kaka", limit=10_000)
     middle = sorted(h.message.sent_at or "" for h in hits)[len(hits) // 2]
     since = datetime.fromisoformat(middle)
-    later = await search(big_archive.path, "kaka", filters=SessionFilter(since=since), limit=10_000)
+    later = await search(
+        big_archives.path, "kaka", filters=SessionFilter(since=since), limit=10_000
+    )
     assert {(h.message.session_id, h.message.message_index) for h in later} == {
         (h.message.session_id, h.message.message_index)
         for h in hits
@@ -133,20 +135,20 @@ async def test_search_time_window_applies_to_the_message(big_archive: GeneratedA
     }
 
 
-async def test_limit_caps_the_hits(big_archive: GeneratedArchive) -> None:
+async def test_limit_caps_the_hits(big_archives: GeneratedArchive) -> None:
     """A common word returns exactly limit hits, best first."""
-    hits = await search(big_archive.path, "kaka", limit=25)
+    hits = await search(big_archives.path, "kaka", limit=25)
     assert len(hits) == 25
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
 @pytest.mark.parametrize("query", ["don't", '"unterminated', "AND", "nosuchcolumn:word", "  "])
 async def test_invalid_queries_raise_invalid_query_error(
-    big_archive: GeneratedArchive, query: str
+    big_archives: GeneratedArchive, query: str
 ) -> None:
     """FTS5 syntax errors (and an empty query) become InvalidQueryError."""
     with pytest.raises(InvalidQueryError):
-        await search(big_archive.path, query)
+        await search(big_archives.path, query)
 
 
 async def test_typing_previews_are_skipped_unless_asked_for(tmp_path: Path) -> None:
