@@ -16,6 +16,7 @@ from typing import Any
 from archiver import __version__, lifecycle
 from archiver.cli.exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from archiver.cli.hooks import add_hooks_commands
+from archiver.cli.migrate_archive import add_migrate_archive_command
 from archiver.cli.read import add_read_commands
 from archiver.cli.reconcile import add_reconcile_command
 from archiver.cli.service import add_service_commands
@@ -92,6 +93,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     add_hooks_commands(commands)
     add_service_commands(commands)
     add_reconcile_command(commands)
+    add_migrate_archive_command(commands)
     return parser
 
 
