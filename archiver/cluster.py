@@ -106,8 +106,8 @@ class LeaseKeeper(Resource):
                 if not task.done():
                     task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            if not task.cancelled():
+                task.result()  # the work's failure is the daemon's
             log.warning("lease_left", lease=name, daemon=self.daemon_id)
 
     def _remaining(self) -> float:

@@ -72,6 +72,24 @@ class DaemonCollector:
         yield from self._sessions()
         yield from self._archive()
         yield from self._deliveries()
+        yield from self._leases()
+
+    def _leases(self) -> Iterator[Metric]:
+        """A shared archive's: what this daemon holds, and leases lost since start."""
+        keeper = self.state.leases
+        if keeper is None:
+            return
+        held = GaugeMetricFamily(
+            f"{PREFIX}lease_held",
+            "1 for each lease of the shared archive this daemon holds (0: another does).",
+            labels=["lease", "daemon"],
+        )
+        for name in keeper.names:
+            held.add_metric([name, keeper.daemon_id], 1 if keeper.holds(name) else 0)
+        yield held
+        yield CounterMetricFamily(
+            f"{PREFIX}leases_lost", "Leases lost because renewing them failed.", value=keeper.lost
+        )
 
     def _polling(self) -> Iterator[Metric]:
         stats = self.state.stats

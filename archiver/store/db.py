@@ -247,7 +247,11 @@ class DatabaseThread(Resource):
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        if isinstance(self._conn, PgConnection) and self._conn.closed:
+        conn = self._conn
+        if isinstance(self.path, PostgresArchive) and (
+            conn is None or (isinstance(conn, PgConnection) and conn.closed)
+        ):
+            # Broken, or not reopened yet (the server was away): try again now.
             self._close_sync()
             self._open_sync()
         if self._conn is None:

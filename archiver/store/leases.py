@@ -43,17 +43,13 @@ def claim(
     names: Sequence[str],
     ttl_s: float,
 ) -> set[str]:
-    """One round: heartbeat, renew, take up to the fair share, give back the excess."""
-    return transaction(conn, _claim, daemon_id, hostname, pid, names, ttl_s)
+    """One round, in one transaction: heartbeat, renew, take up to the fair share, give back
+    the excess; the leases held afterwards."""
+    return transaction(conn, lambda db: _claim(db, daemon_id, hostname, pid, names, ttl_s))
 
 
 def _claim(
-    conn: Connection,
-    daemon_id: str,
-    hostname: str,
-    pid: int,
-    names: Sequence[str],
-    ttl_s: float,
+    conn: Connection, daemon_id: str, hostname: str, pid: int, names: Sequence[str], ttl_s: float
 ) -> set[str]:
     ttl = f"{ttl_s} seconds"
     conn.execute(

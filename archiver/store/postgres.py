@@ -81,7 +81,7 @@ class _SafeText(Dumper):
             data = obj.encode("utf-8")
         except UnicodeEncodeError:
             data = obj.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode()
-        return data.replace(b"\x00", _REPLACEMENT) if b"\x00" in data else data
+        return _without_nul(data)
 
 
 class _SafeBytes(Dumper):
@@ -90,8 +90,11 @@ class _SafeBytes(Dumper):
     oid = psycopg.adapters.types["text"].oid
 
     def dump(self, obj: bytes) -> bytes:
-        data = bytes(obj).decode("utf-8", "replace").encode()
-        return data.replace(b"\x00", _REPLACEMENT) if b"\x00" in data else data
+        return _without_nul(bytes(obj).decode("utf-8", "replace").encode())
+
+
+def _without_nul(data: bytes) -> bytes:
+    return data.replace(b"\x00", _REPLACEMENT) if b"\x00" in data else data
 
 
 def _configure(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
@@ -107,12 +110,10 @@ def connect(archive: PostgresArchive) -> PgConnection:
 
 
 async def connect_async(archive: PostgresArchive) -> PgAsyncConnection:
-    """An asynchronous connection in autocommit mode (the read paths use these)."""
-    conn = await psycopg.AsyncConnection.connect(
-        archive.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-    )
-    _configure(conn)
-    return PgAsyncConnection(conn)
+    """An asynchronous, read-only connection in autocommit mode (the read paths use these)."""
+    conn = PgAsyncConnection(archive)
+    await conn.open()
+    return conn
 
 
 class PgConnection:
@@ -147,18 +148,35 @@ class PgConnection:
 
 
 class PgAsyncConnection:
-    """A psycopg async connection with the ``aiosqlite.Connection`` method the reads call."""
+    """A read-only psycopg async connection with the ``aiosqlite.Connection`` method the reads
+    call; one that broke (the server restarted, the network failed) is opened again by the
+    next read, so a reader outlives the outage that failed its reads meanwhile."""
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        self.raw = conn
+    def __init__(self, archive: PostgresArchive) -> None:
+        self.archive = archive
+        self._raw: psycopg.AsyncConnection[Any] | None = None
+
+    async def open(self) -> None:
+        raw = await psycopg.AsyncConnection.connect(
+            self.archive.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+        )
+        try:
+            _configure(raw)
+            await raw.execute("SET default_transaction_read_only = on")
+        except BaseException:
+            await raw.close()
+            raise
+        self._raw = raw
 
     async def execute_fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        cursor = await self.raw.execute(to_psycopg(sql), params or None)
+        if self._raw is None or self._raw.broken or self._raw.closed:
+            await self.close()
+            await self.open()
+        assert self._raw is not None
+        cursor = await self._raw.execute(to_psycopg(sql), params or None)
         return await cursor.fetchall() if cursor.description is not None else []
 
-    @property
-    def broken(self) -> bool:
-        return self.raw.closed or self.raw.broken
-
     async def close(self) -> None:
-        await self.raw.close()
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            await raw.close()

@@ -7,6 +7,7 @@ and the writer's WAL checkpoints are never held back for long.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -338,15 +339,22 @@ async def message_page(
     after: tuple[str, int] | None,
     limit: int,
 ) -> list[ArchivedMessage]:
-    """Up to ``limit`` messages of ``session_ids`` (sorted), in key order, after ``after``."""
+    """Up to ``limit`` messages of ``session_ids`` (sorted), in key order, after ``after``.
+
+    Only the sessions from ``after``'s on are named: PostgreSQL walks the index once per id
+    in the list, so naming those already read would make each page cost more than the last.
+    """
+    start = after if after is not None else (session_ids[0], -(2**62))
+    remaining = session_ids[bisect.bisect_left(session_ids, start[0]) :]
+    if not remaining:
+        return []
     sql = (
         f"SELECT {MESSAGE_SELECT} FROM messages m"
         " WHERE (m.session_id, m.message_index) > (?, ?) AND m.session_id <= ?"
-        f" AND m.session_id IN ({marks(session_ids)})"
+        f" AND m.session_id IN ({marks(remaining)})"
         " ORDER BY m.session_id, m.message_index LIMIT ?"
     )
-    start = after if after is not None else (session_ids[0], -(2**62))
-    params = [*start, session_ids[-1], *session_ids, limit]
+    params = [*start, remaining[-1], *remaining, limit]
     return [message_row(row) for row in await fetch_rows(conn, sql, params)]
 
 

@@ -1,7 +1,7 @@
 """Read-only access to the archive, safe beside the running writer (WAL, separate connection).
 
 A PostgreSQL archive is read through an asynchronous psycopg connection whose transactions
-are read-only; a broken one is opened again on the next read.
+are read-only; a broken one is opened again on the next read (see PgAsyncConnection).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from archiver.events import Event, event_from_row
 from archiver.lifecycle import Resource
 from archiver.store import postgres
 from archiver.store.db import ArchiveLocation, ReadConnection, connect_async
-from archiver.store.postgres import PgAsyncConnection, PostgresArchive
 
 
 class ArchiveReader(Resource):
@@ -39,20 +38,7 @@ class ArchiveReader(Resource):
     async def _connect(self) -> ReadConnection:
         if isinstance(self.path, Path):
             return await connect_async(self.path)
-        conn = await postgres.connect_async(self.path)
-        await conn.execute_fetchall("SET default_transaction_read_only = on")
-        return conn
-
-    async def reconnect(self) -> None:
-        """Open a PostgreSQL connection again if it broke (a no-op for SQLite)."""
-        if isinstance(self._conn, PgAsyncConnection) and self._conn.broken:
-            await self._conn.close()
-            self._conn = None
-            assert isinstance(self.path, PostgresArchive)
-            try:
-                self._conn = await self._connect()
-            except Exception as exc:
-                raise StoreError(f"cannot open the archive {self.path}: {exc}") from exc
+        return await postgres.connect_async(self.path)
 
     async def close(self) -> None:
         """Close the connection; safe to call twice."""

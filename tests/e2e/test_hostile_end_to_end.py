@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from pathlib import Path
 
 from archiver.daemon import Daemon
+from archiver.store.db import ArchiveLocation
 from gws_simulator import Scenario, Simulator, SimulatorOptions
 from gws_simulator.hostile import CATALOGUE, session_list_poison
 from tests.support import compare, daemon_config, ended_sessions, query, wait_for
@@ -24,9 +24,8 @@ SCENARIO = Scenario(
 AGENTS = 3
 
 
-async def test_hostile_scenario_costs_only_the_poison(tmp_path: Path) -> None:
+async def test_hostile_scenario_costs_only_the_poison(archive: ArchiveLocation) -> None:
     """Every healthy message exact; each poison archived, malformed once or a conflict."""
-    archive = tmp_path / "archive.sqlite3"
     options = SimulatorOptions(agents=AGENTS, seed=5, scenario=SCENARIO, hostile=True)
     async with Simulator(options) as sim:
         # The scenario's odd headers include Retry-After dates in year 9999: capped to 1 s here.
