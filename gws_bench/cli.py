@@ -62,6 +62,11 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the plain peers beside the daemon (live then takes about half as long)",
     )
+    bench.add_argument(
+        "--postgres",
+        action="store_true",
+        help="the daemon archives into a throwaway PostgreSQL cluster (Debian's server)",
+    )
     bench.add_argument("--tiny", action="store_true", help="a smoke run of a few seconds")
     bench.add_argument(
         "--workdir",
@@ -88,6 +93,8 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
         settings = dataclasses.replace(settings, push=True)
     if args.no_peers:
         settings = dataclasses.replace(settings, peers=False)
+    if args.postgres:
+        settings = dataclasses.replace(settings, postgres=True)
     return settings
 
 
@@ -102,6 +109,8 @@ def command_line(args: argparse.Namespace) -> str:
         words.append("--push")
     if args.no_peers:
         words.append("--no-peers")
+    if args.postgres:
+        words.append("--postgres")
     for option in _SIZES:
         value = getattr(args, option)
         if value is not None:

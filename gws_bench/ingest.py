@@ -16,8 +16,8 @@ import asyncio
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 
+from archiver.store.db import ArchiveLocation
 from gws_bench import ceilings
 from gws_bench.peers.harness import IngestPeerResult, run_ingest_peer
 from gws_bench.processes import (
@@ -68,7 +68,7 @@ def run_ingest(settings: BenchSettings, context: BenchContext) -> ScenarioResult
     total = sessions * per_session
     workdir, say = context.workdir, context.progress
     truth_path = workdir / "ingest-truth.jsonl"
-    archive = workdir / "ingest-archive.sqlite3"
+    archive = context.archive("ingest-archive")
     options = ["--agents", str(settings.agents), "--seed", str(settings.seed)]
     options += ["--sessions", "0", "--backlog", f"{sessions}:{per_session}"]
     say(f"ingest: simulator with {sessions} sessions x {per_session} messages")
@@ -193,7 +193,7 @@ def _share(start: Sample, end: Sample, elapsed_s: float) -> float:
 def _follow(
     daemon: DaemonProcess,
     simulator: SimulatorProcess,
-    archive_path: Path,
+    archive_path: ArchiveLocation,
     total: int,
     settings: BenchSettings,
 ) -> tuple[list[Point], float]:

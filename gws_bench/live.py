@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from archiver.config.model import PollConfig
+from archiver.store.db import ArchiveLocation
 from gws_bench.ceilings import PAGE_SIZE
 from gws_bench.peers.harness import LivePeerProcess, check_peer_archive
 from gws_bench.processes import (
@@ -46,8 +47,8 @@ PEER = "plain peer (asyncio)"
 
 Poller = TypeVar("Poller", bound=ChildProcess)
 # Starts a poller against the simulator at a base URL, writing an archive: it and its start.
-Launch = Callable[[ExitStack, str, Path], tuple[Poller, float]]
-CheckArchive = Callable[[Path, Sequence[dict[str, Any]], float], Check]
+Launch = Callable[[ExitStack, str, ArchiveLocation], tuple[Poller, float]]
+CheckArchive = Callable[[ArchiveLocation, Sequence[dict[str, Any]], float], Check]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,7 @@ def run_live(settings: BenchSettings, context: BenchContext) -> ScenarioResult:
     )
 
     def launch_daemon(
-        stack: ExitStack, base_url: str, archive: Path
+        stack: ExitStack, base_url: str, archive: ArchiveLocation
     ) -> tuple[DaemonProcess, float]:
         config = write_daemon_config(
             context.workdir / "live-config.toml",
@@ -93,8 +94,9 @@ def run_live(settings: BenchSettings, context: BenchContext) -> ScenarioResult:
         poll = PollConfig()
 
         def launch_peer(
-            stack: ExitStack, base_url: str, archive: Path
+            stack: ExitStack, base_url: str, archive: ArchiveLocation
         ) -> tuple[LivePeerProcess, float]:
+            assert isinstance(archive, Path)  # the peer writes its own SQLite file
             process = LivePeerProcess(
                 base_url,
                 settings.agents,
@@ -176,11 +178,16 @@ def _add_peer(result: ScenarioResult, daemon: LiveRun, peer: LiveRun, failures: 
     )
 
 
-def _check_daemon(archive: Path, truth: Sequence[dict[str, Any]], started_s: float) -> Check:
+def _check_daemon(
+    archive: ArchiveLocation, truth: Sequence[dict[str, Any]], started_s: float
+) -> Check:
     return check_archive(archive, truth, fresh_after_s=started_s)
 
 
-def _check_peer(archive: Path, truth: Sequence[dict[str, Any]], started_s: float) -> Check:
+def _check_peer(
+    archive: ArchiveLocation, truth: Sequence[dict[str, Any]], started_s: float
+) -> Check:
+    assert isinstance(archive, Path)
     return check_peer_archive(archive, truth, fresh_after_s=started_s)
 
 
@@ -195,7 +202,11 @@ def _play(
     """One play of the scenario in a new simulator, archived by the poller `launch` starts."""
     workdir, say = context.workdir, context.progress
     truth_path = workdir / f"{prefix}-truth.jsonl"
-    archive = workdir / f"{prefix}-archive.sqlite3"
+    archive = (
+        context.archive(f"{prefix}-archive")
+        if name == "daemon"
+        else workdir / f"{prefix}-archive.sqlite3"
+    )
     low, high = settings.live_messages
     options = ["--agents", str(settings.agents), "--seed", str(settings.seed)]
     options += ["--concurrent", str(settings.sessions_per_agent)]
@@ -260,7 +271,9 @@ def _run_until(until_s: float, poller: ChildProcess, simulator: SimulatorProcess
         poller.meter.sample()
 
 
-def _drain(archive: Path, created: int, poller: ChildProcess, settings: BenchSettings) -> float:
+def _drain(
+    archive: ArchiveLocation, created: int, poller: ChildProcess, settings: BenchSettings
+) -> float:
     """Seconds until the archive holds `created` messages, or stops growing for `stall_s`."""
     started = last_growth = time.monotonic()
     probe = ArchiveProbe(archive)

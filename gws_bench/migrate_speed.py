@@ -22,7 +22,6 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
@@ -30,19 +29,14 @@ from archiver.cli.migrate_archive import locked_migration
 from archiver.store.postgres import PostgresArchive
 from archiver.store.transfer import VerificationError
 from gws_bench.archive_factory import write_archive
+from gws_bench.postgres import throwaway_cluster
 
 MESSAGES_PER_SESSION = 100
 
 
 def _cluster(stack: ExitStack) -> str:
     """A fresh database on a throwaway cluster, stopped and removed with ``stack``."""
-    try:
-        from tests.support.postgres import PostgresCluster
-    except ImportError:
-        sys.exit("no tests/support/postgres.py here (not the source tree): pass --to URL")
-    cluster: Any = stack.enter_context(PostgresCluster())
-    url: str = cluster.create_database("migrate_speed")
-    return url
+    return throwaway_cluster(stack, "pass --to URL")("migrate_speed")
 
 
 def _server_version(url: str) -> str:

@@ -22,6 +22,9 @@ from typing import IO, Any, Self
 
 import psutil
 
+from archiver.store.db import ArchiveLocation
+from archiver.store.postgres import PostgresArchive
+
 PASSWORD = "password"
 _SIMULATOR_URL = re.compile(r"GWS simulator on (http://\S+)")
 _POLL_S = 0.02
@@ -216,14 +219,19 @@ class DaemonProcess(ChildProcess):
 
 
 def write_daemon_config(
-    path: Path, base_url: str, agents: int, archive: Path, *, push: bool = False
+    path: Path, base_url: str, agents: int, archive: ArchiveLocation, *, push: bool = False
 ) -> Path:
     """A daemon configuration with every default but the accounts, GWS and archive paths
     (and push mode, when asked for)."""
     lines = [f"[gws]\nbase_url = {json.dumps(base_url)}\n"]
     for number in range(1, agents + 1):
         lines.append(f'[[gws.accounts]]\nusername = "agent{number}"\npassword = "{PASSWORD}"\n')
-    lines.append(f'[archive]\npath = {json.dumps(str(archive))}\n[log]\nformat = "json"\n')
+    where = (
+        f"url = {json.dumps(archive.url)}"
+        if isinstance(archive, PostgresArchive)
+        else f"path = {json.dumps(str(archive))}"
+    )
+    lines.append(f'[archive]\n{where}\n[log]\nformat = "json"\n')
     if push:
         lines.append("[push]\nenabled = true\n")
     path.write_text("\n".join(lines))

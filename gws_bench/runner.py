@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 from gws_bench.ingest import run_ingest
 from gws_bench.live import run_live
+from gws_bench.postgres import throwaway_cluster
 from gws_bench.profile import Profiler
 from gws_bench.report import Report, ScenarioResult, machine_info
 from gws_bench.settings import BenchContext, BenchSettings, Progress
@@ -34,10 +36,16 @@ def run_bench(
     """Run every scenario of `settings`, keeping their files in `workdir`."""
     workdir.mkdir(parents=True, exist_ok=True)
     profiler = Profiler(profile_dir) if profile_dir is not None else None
-    context = BenchContext(workdir=workdir, progress=progress, profiler=profiler)
     report = Report(command=command, machine=machine_info(profiled=profiler is not None))
-    for name in settings.scenarios:
-        report.scenarios.append(RUNNERS[name](settings, context))
+    with ExitStack() as stack:
+        create_database = (
+            throwaway_cluster(stack, "run without --postgres") if settings.postgres else None
+        )
+        context = BenchContext(
+            workdir=workdir, progress=progress, profiler=profiler, create_database=create_database
+        )
+        for name in settings.scenarios:
+            report.scenarios.append(RUNNERS[name](settings, context))
     report.machine["load_after"] = list(os.getloadavg())
     if profiler is not None:
         for profile in profiler.summaries():

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from archiver.store.db import ArchiveLocation
+from archiver.store.postgres import PostgresArchive
+
 if TYPE_CHECKING:
     from gws_bench.profile import Profiler
 
@@ -42,6 +45,8 @@ class BenchSettings:
             live then plays its scenario twice, once for the daemon and once for the peer.
         webhook_rate, webhook_s: events committed per second, and for how long, in the
             webhook scenario.
+        postgres: the daemon archives into PostgreSQL (a throwaway cluster) instead of SQLite,
+            in ingest and live (the ceilings and peers keep their SQLite files).
     """
 
     scenarios: tuple[str, ...] = SCENARIOS
@@ -63,6 +68,7 @@ class BenchSettings:
     peers: bool = True
     webhook_rate: float = 1000.0
     webhook_s: float = 60.0
+    postgres: bool = False
 
     @property
     def sessions_per_agent(self) -> int:
@@ -96,3 +102,10 @@ class BenchContext:
     workdir: Path
     progress: Progress
     profiler: Profiler | None = None
+    create_database: Callable[[str], str] | None = None  # set when the daemon uses PostgreSQL
+
+    def archive(self, name: str) -> ArchiveLocation:
+        """The daemon's archive ``name``: a file in the work folder, or a fresh database."""
+        if self.create_database is not None:
+            return PostgresArchive(self.create_database(name.replace("-", "_")))
+        return self.workdir / f"{name}.sqlite3"

@@ -9,7 +9,6 @@ daemon's archive; `compare` takes rows from any archiver (the plain peers' files
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from archiver.store.db import ArchiveLocation, connect
 
 Key = tuple[Any, ...]
 
@@ -63,10 +64,10 @@ def truth_key(record: dict[str, Any]) -> Key:
 
 
 def check_archive(
-    archive: Path, truth: Sequence[dict[str, Any]], *, fresh_after_s: float | None = None
+    archive: ArchiveLocation, truth: Sequence[dict[str, Any]], *, fresh_after_s: float | None = None
 ) -> Check:
     """Compare the daemon's archive and the truth (see `compare`), events included."""
-    conn = sqlite3.connect(f"file:{archive}?mode=ro", uri=True)
+    conn = connect(archive, read_only=True)
     try:
         rows = conn.execute(
             "SELECT session_id, message_index, type,"
@@ -76,7 +77,7 @@ def check_archive(
         first_seen = dict(conn.execute("SELECT session_id, first_seen_at FROM sessions"))
         duplicated = conn.execute(
             "SELECT count(*) FROM (SELECT 1 FROM events WHERE message_index IS NOT NULL"
-            " GROUP BY session_id, message_index HAVING count(*) > 1)"
+            " GROUP BY session_id, message_index HAVING count(*) > 1) AS repeated"
         ).fetchone()[0]
     finally:
         conn.close()
@@ -148,8 +149,8 @@ def percentile(ordered: Sequence[float], share: float) -> float:
 class ArchiveProbe:
     """Cheap reads of an archive the daemon is writing: how many messages, and since when."""
 
-    def __init__(self, archive: Path) -> None:
-        self._conn = sqlite3.connect(f"file:{archive}?mode=ro", uri=True)
+    def __init__(self, archive: ArchiveLocation) -> None:
+        self._conn = connect(archive, read_only=True)
 
     def close(self) -> None:
         """Close the read connection."""
