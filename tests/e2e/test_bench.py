@@ -241,3 +241,20 @@ def test_profile_summary_ranks_areas_lines_and_functions(tmp_path: Path) -> None
         "decode_json (archiver/gws/client.py)": 0.375,
     }
     assert "live-daemon: 8 samples" in profile.text()
+
+
+@pytest.mark.postgres
+def test_tiny_bench_against_postgresql_archives_exactly(tmp_path: Path) -> None:
+    """`bench --postgres`: the daemon's ingest and live archives, in PostgreSQL, equal the truth."""
+    argv = ["bench", "--tiny", "--postgres", "--no-peers", "--workdir", str(tmp_path)]
+    assert main([*argv, "--scenario", "ingest"]) == 0
+    report = orjson.loads((tmp_path / "report.json").read_bytes())
+    assert report["command"] == "gws-archiver bench --scenario ingest --tiny --no-peers --postgres"
+    ingest = report["scenarios"]["ingest"]
+    assert ingest["missing"] == ingest["extra"] == 0
+    assert ingest["messages"] == len(read_truth(tmp_path / "ingest-truth.jsonl"))
+    assert main([*argv, "--scenario", "live"]) == 0
+    live = orjson.loads((tmp_path / "report.json").read_bytes())["scenarios"]["live"]
+    assert live["missing"] == live["extra"] == 0
+    assert live["messages"] == len(read_truth(tmp_path / "live-truth.jsonl")) > 0
+    assert not list(tmp_path.glob("*-archive.sqlite3"))  # the daemon's archives were elsewhere
