@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import re
-import sqlite3
 import tracemalloc
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,7 +16,9 @@ import pytest
 from archiver import Archive
 from archiver.archive import DISCREET_TYPES, MESSAGE_COLUMNS
 from archiver.cli.read import add_read_commands
+from archiver.store.db import ArchiveLocation
 from gws_bench.archive_factory import GeneratedArchive
+from tests.support import query
 
 _LINE = re.compile(r"(\d\d:\d\d:\d\d|--:--:--)  (.+?)( \[agents only\])?: (.*)")
 
@@ -29,15 +30,17 @@ def cli(*argv: str) -> int:
     return int(args.handler(args))
 
 
-def rows(path: Path, where: str = "1", params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+def rows(
+    path: ArchiveLocation, where: str = "TRUE", params: tuple[Any, ...] = ()
+) -> list[dict[str, Any]]:
     """The messages table as dicts, in export order."""
-    with sqlite3.connect(path) as conn:
-        cursor = conn.execute(
-            f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages WHERE {where}"
-            " ORDER BY session_id, message_index",
-            params,
-        )
-        return [dict(zip(MESSAGE_COLUMNS, row, strict=True)) for row in cursor]
+    found = query(
+        path,
+        f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages WHERE {where}"
+        " ORDER BY session_id, message_index",
+        params,
+    )
+    return [dict(zip(MESSAGE_COLUMNS, row, strict=True)) for row in found]
 
 
 def shown_body(row: dict[str, Any]) -> str:
@@ -58,14 +61,14 @@ def by_session(all_rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
 
 @pytest.fixture(scope="module")
 def exported(
-    big_archive: GeneratedArchive, tmp_path_factory: pytest.TempPathFactory
+    big_archives: GeneratedArchive, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
     """Every format exported once into its own directory."""
     dirs = {}
     for fmt in ("jsonl", "csv", "text", "html"):
         out = tmp_path_factory.mktemp(fmt)
         assert (
-            cli("export", "--archive", str(big_archive.path), "--format", fmt, "--out", str(out))
+            cli("export", "--archive", str(big_archives.path), "--format", fmt, "--out", str(out))
             == 0
         )
         dirs[fmt] = out
@@ -73,15 +76,15 @@ def exported(
 
 
 def test_jsonl_round_trips_to_the_same_rows(
-    big_archive: GeneratedArchive, exported: dict[str, Path]
+    big_archives: GeneratedArchive, exported: dict[str, Path]
 ) -> None:
     """JSON lines parse back to exactly the messages table, row for row."""
     lines = (exported["jsonl"] / "messages.jsonl").read_bytes().splitlines()
-    assert [orjson.loads(line) for line in lines] == rows(big_archive.path)
+    assert [orjson.loads(line) for line in lines] == rows(big_archives.path)
 
 
 def test_csv_round_trips_to_the_same_rows(
-    big_archive: GeneratedArchive, exported: dict[str, Path]
+    big_archives: GeneratedArchive, exported: dict[str, Path]
 ) -> None:
     """CSV parses back to the same rows (empty fields read as NULL, indices as integers)."""
     with open(exported["csv"] / "messages.csv", newline="", encoding="utf-8") as fh:
@@ -89,16 +92,16 @@ def test_csv_round_trips_to_the_same_rows(
             {k: (int(v) if k == "message_index" else v or None) for k, v in record.items()}
             for record in csv.DictReader(fh)
         ]
-    assert parsed == rows(big_archive.path)
+    assert parsed == rows(big_archives.path)
 
 
 def test_text_transcripts_round_trip_speaker_and_words(
-    big_archive: GeneratedArchive, exported: dict[str, Path]
+    big_archives: GeneratedArchive, exported: dict[str, Path]
 ) -> None:
     """Each session's .txt shows every message: time, speaker, agents-only mark, words."""
     files = sorted(exported["text"].glob("*.txt"))
-    assert [f.stem for f in files] == sorted(p.session_id for p in big_archive.sessions)
-    for session_id, session_rows in by_session(rows(big_archive.path)).items():
+    assert [f.stem for f in files] == sorted(p.session_id for p in big_archives.sessions)
+    for session_id, session_rows in by_session(rows(big_archives.path)).items():
         parsed: list[tuple[str, str, bool, str]] = []
         for line in (exported["text"] / f"{session_id}.txt").read_text("utf-8").splitlines():
             if line.startswith(" " * 10) and parsed:
@@ -152,10 +155,10 @@ class _TranscriptParser(HTMLParser):
 
 
 def test_html_transcripts_round_trip_every_message(
-    big_archive: GeneratedArchive, exported: dict[str, Path]
+    big_archives: GeneratedArchive, exported: dict[str, Path]
 ) -> None:
     """Each session's .html lists every message with its index, type, speaker and words."""
-    grouped = by_session(rows(big_archive.path))
+    grouped = by_session(rows(big_archives.path))
     assert len(list(exported["html"].glob("*.html"))) == len(grouped)
     for session_id, session_rows in list(grouped.items())[::10]:
         parser = _TranscriptParser()
@@ -175,14 +178,14 @@ def test_html_transcripts_round_trip_every_message(
 
 
 def test_filtered_export_holds_only_matching_sessions(
-    big_archive: GeneratedArchive, tmp_path: Path
+    big_archives: GeneratedArchive, tmp_path: Path
 ) -> None:
     """export --account streams exactly that account's messages."""
     assert (
         cli(
             "export",
             "--archive",
-            str(big_archive.path),
+            str(big_archives.path),
             "--account",
             "agent3",
             "--out",
@@ -192,26 +195,26 @@ def test_filtered_export_holds_only_matching_sessions(
     )
     lines = (tmp_path / "messages.jsonl").read_bytes().splitlines()
     expected = rows(
-        big_archive.path,
+        big_archives.path,
         "session_id IN (SELECT session_id FROM sessions WHERE account = ?)",
         ("agent3",),
     )
     assert [orjson.loads(line) for line in lines] == expected
 
 
-def test_text_export_can_hide_events(big_archive: GeneratedArchive, tmp_path: Path) -> None:
+def test_text_export_can_hide_events(big_archives: GeneratedArchive, tmp_path: Path) -> None:
     """--hide-events leaves typing and join/leave lines out of exported transcripts."""
-    session_id = big_archive.sessions[0].session_id
-    argv = ["export", "--archive", str(big_archive.path), "--format", "text"]
+    session_id = big_archives.sessions[0].session_id
+    argv = ["export", "--archive", str(big_archives.path), "--format", "text"]
     assert cli(*argv, "--session", session_id, "--hide-events", "--out", str(tmp_path)) == 0
     text = (tmp_path / f"{session_id}.txt").read_text("utf-8")
     assert "joined" not in text
     assert "is typing" not in text
 
 
-async def test_message_stream_memory_stays_bounded(big_archive: GeneratedArchive) -> None:
+async def test_message_stream_memory_stays_bounded(big_archives: GeneratedArchive) -> None:
     """Streaming all 100,000 messages peaks far below what holding them would take."""
-    async with Archive(big_archive.path) as archive:
+    async with Archive(big_archives.path) as archive:
         tracemalloc.start()
         try:
             count = 0
@@ -222,6 +225,6 @@ async def test_message_stream_memory_stays_bounded(big_archive: GeneratedArchive
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-    assert count == big_archive.message_count
+    assert count == big_archives.message_count
     assert raw_bytes > 20_000_000
     assert peak < 10_000_000
