@@ -5,6 +5,13 @@ tells the :class:`SessionDirectory` what it saw; the directory keeps exactly one
 :class:`~archiver.poller.SessionPoller` per session, whatever number of accounts see it, and
 gives it each account's view. A session that was in an account's list and is no longer there is
 looked up through that account alone: found, its view is updated; 404, that view is gone.
+
+An account's sessions are polled only while it is *attached* (always, with one daemon; while
+this daemon holds its lease, on a shared archive): attaching resumes the archived sessions it
+has open (or had last, when no configured account has them open); detaching drops its views and
+stops the pollers left with none, their sessions not ended (the account's new holder resumes
+them). A session no attached account has open is not ended while an account held elsewhere
+has it open in the archive: that daemon reads on and ends it.
 """
 
 from __future__ import annotations
@@ -56,28 +63,56 @@ class SessionDirectory:
         self._listed_by: dict[str, set[str]] = {}  # per account, what its last list showed
         self._finished: set[str] = set()  # sessions whose poller has ended, still kept
         self._late_seen: set[tuple[str, str]] = set()  # (session, account) seen after the end
+        self.attached: set[str] = set()  # the accounts whose sessions are polled here now
+        self._running: dict[str, asyncio.Task[None]] = {}  # per session, its poller's task
 
     def register(self, viewer: Viewer) -> None:
         """An account whose lists will feed the directory (before ``run``)."""
         self.viewers[viewer.account] = viewer
 
     async def ready(self) -> None:
-        """Return once archived open sessions are resumed."""
+        """Return once the directory runs (and accounts can attach)."""
         await self._ready.wait()
 
     async def run(self) -> None:
-        """Resume the sessions archived and not ended, then run the pollers until cancelled."""
+        """Resume the unfinished sessions no configured account has (or had last): they
+        settle; then run the pollers until cancelled."""
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
-            for state in await self.writer.open_sessions():
-                poller = self._spawn(state.snapshot(), state.next_index)
-                for account in state.views:
-                    viewer = self.viewers.get(account)
-                    if viewer is not None:
-                        poller.seen(viewer, state.snapshot())
-                        poller.views[account].recorded = True
+            for state in await self.writer.open_sessions(self.viewers, None):
+                self._spawn(state.snapshot(), state.next_index)
             self._ready.set()
             await asyncio.Event().wait()
+
+    async def attach(self, viewer: Viewer) -> None:
+        """Poll ``viewer``'s sessions from now on, starting with those archived and not ended."""
+        await self.ready()
+        self.attached.add(viewer.account)
+        for state in await self.writer.open_sessions(self.viewers, viewer.account):
+            poller = self.live(state.session_id)
+            if poller is None:
+                poller = self._spawn(state.snapshot(), state.next_index)
+            elif viewer.account in poller.views:
+                continue
+            if viewer.account in state.views:
+                poller.seen(viewer, state.snapshot())
+                poller.views[viewer.account].recorded = True
+
+    def detach(self, account: str) -> None:
+        """Stop polling ``account``'s sessions here; those no attached account has stop too."""
+        self.attached.discard(account)
+        self._listed_by.pop(account, None)
+        for session_id, poller in list(self.pollers.items()):
+            if poller.drop_view(account) and not poller.views:
+                task = self._running.pop(session_id, None)
+                if task is not None:
+                    task.cancel()
+                self._finished.discard(session_id)
+                del self.pollers[session_id]
+
+    def elsewhere(self) -> frozenset[str]:
+        """The configured accounts not attached here (another daemon may hold them)."""
+        return frozenset(self.viewers.keys() - self.attached)
 
     def open_pollers(self) -> list[SessionPoller]:
         """The pollers of sessions not yet ended."""
@@ -90,6 +125,8 @@ class SessionDirectory:
 
     async def listed(self, viewer: Viewer, sessions: Sequence[SmsSession]) -> None:
         """``viewer`` lists (or looked up) these sessions: route each to its poller."""
+        if viewer.account not in self.attached:
+            return  # a look-up that outlived its account's detaching
         starting = []
         for session in sessions:
             poller = self.live(session.id)
@@ -135,10 +172,13 @@ class SessionDirectory:
             page_slots=self.page_slots,
             reconcile=self.reconcile,
             read_history=self.read_history,
+            elsewhere=self.elsewhere,
         )
         self.pollers[session.id] = poller
         self._finished.discard(session.id)
-        self.spawn_task(self._poll(poller), f"session-{session.id}")
+        task = self.spawn_task(self._poll(poller), f"session-{session.id}")
+        if task is not None:
+            self._running[session.id] = task
         return poller
 
     async def _poll(self, poller: SessionPoller) -> None:
@@ -147,13 +187,14 @@ class SessionDirectory:
         finally:
             if self.pollers.get(poller.session.id) is poller:
                 self._finished.add(poller.session.id)
+                self._running.pop(poller.session.id, None)
 
-    def spawn_task(self, work: Coroutine[Any, Any, None], name: str) -> None:
+    def spawn_task(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None] | None:
         """Run ``work`` among the directory's tasks (closed unrun before ``run``)."""
         if self._tasks is not None:
-            self._tasks.create_task(work, name=name)
-        else:
-            work.close()
+            return self._tasks.create_task(work, name=name)
+        work.close()
+        return None
 
     def list_read(self, account: str, listed: set[str]) -> None:
         """``account``'s list now shows ``listed``: drop ended pollers that no list shows.
@@ -212,30 +253,37 @@ class AccountPoller:
         async with asyncio.TaskGroup() as tasks:
             if self._owns_directory:
                 tasks.create_task(self.directory.run(), name="sessions")
-            await self.directory.ready()
+            await self.directory.attach(self.viewer)
             self._listed = {
                 session_id
                 for session_id, poller in self.directory.pollers.items()
                 if self.account in poller.views
             }
-            while True:
-                try:
-                    await self.refresh()
-                except Exception as exc:
-                    if not isinstance(exc, ArchiverError):
-                        log.exception("session_list_crashed", account=self.account)
-                    self.stats.errors += 1
-                    self.stats.list_results["error"] += 1
-                    self.health.failed(exc)
-                else:
-                    self.stats.list_results["ok"] += 1
-                    self.health.succeeded()
-                try:
-                    async with asyncio.timeout(self.pacing.list_interval()):
-                        await self._refresh_now.wait()
-                except TimeoutError:
-                    pass
-                self._refresh_now.clear()
+            try:
+                await self._read_lists()
+            finally:
+                self.directory.detach(self.account)
+
+    async def _read_lists(self) -> None:
+        """Read the list every list interval (or at once when asked), until cancelled."""
+        while True:
+            try:
+                await self.refresh()
+            except Exception as exc:
+                if not isinstance(exc, ArchiverError):
+                    log.exception("session_list_crashed", account=self.account)
+                self.stats.errors += 1
+                self.stats.list_results["error"] += 1
+                self.health.failed(exc)
+            else:
+                self.stats.list_results["ok"] += 1
+                self.health.succeeded()
+            try:
+                async with asyncio.timeout(self.pacing.list_interval()):
+                    await self._refresh_now.wait()
+            except TimeoutError:
+                pass
+            self._refresh_now.clear()
 
     def report(self, now: float) -> AccountReport:
         """The account's polling at ``now``, for health and metrics."""

@@ -9,6 +9,11 @@ its work before the server lets another daemon take it: never two daemons on one
 Another daemon takes a dead one's work within ``lease_s`` plus one round (``4/3 * lease_s``:
 about 13 s with the default 10 s).
 
+Leases are named after their work: ``account:<username>`` (the account's lists, sessions,
+push and, for the team-mode supervisor, the team), ``hook:<subscriber>`` (one subscriber's
+deliveries) and ``maintenance`` (retention and the reconciler). A lease held beyond the fair
+share is given back only once its work has stopped, so no two daemons do one piece at once.
+
 The keeper also tells the event feed about events other daemons committed (every
 ``FEED_INTERVAL_S``), so hooks and the live stream see the whole archive's events.
 """
@@ -16,6 +21,7 @@ The keeper also tells the event feed about events other daemons committed (every
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -28,7 +34,7 @@ import structlog
 from archiver.errors import StoreError
 from archiver.lifecycle import Resource
 from archiver.store.db import DatabaseThread
-from archiver.store.leases import claim, committed_seq, leave
+from archiver.store.leases import claim, committed_seq, leave, release
 from archiver.store.postgres import PostgresArchive
 
 log = structlog.get_logger()
@@ -37,7 +43,19 @@ FEED_INTERVAL_S = 0.5
 # A lease is given up locally this long before the server would let another daemon take it.
 MARGIN_FRACTION = 0.2
 
+ACCOUNT_LEASE_PREFIX = "account:"
+HOOK_LEASE_PREFIX = "hook:"
+MAINTENANCE_LEASE = "maintenance"
+# How long a round waits for the work it gives back to stop, as a fraction of lease_s.
+STOP_WAIT_FRACTION = 0.2
+
 Work = Callable[[], Coroutine[Any, Any, None]]
+Hold = Callable[[str, Work], Coroutine[Any, Any, None]]
+
+
+async def run_now(name: str, work: Work) -> None:
+    """A :data:`Hold` for an archive only this daemon uses: every lease is always held."""
+    await work()
 
 
 class LeaseKeeper(Resource):
@@ -57,6 +75,7 @@ class LeaseKeeper(Resource):
         self._on_committed = on_committed
         self._db = DatabaseThread(archive, name="lease keeper", failure=f"leases on {archive}")
         self._held: set[str] = set()
+        self._working: set[str] = set()  # leases whose work is running (or stopping)
         self._valid_until = 0.0  # monotonic: the held leases count until then
         self._changed = asyncio.Event()
         self.lost = 0  # leases lost (not given back by choice) since start
@@ -94,6 +113,7 @@ class LeaseKeeper(Resource):
             while not self.holds(name):
                 await self._wait_change()
             log.info("lease_won", lease=name, daemon=self.daemon_id)
+            self._working.add(name)
             task = asyncio.create_task(work(), name=f"held-{name}")
             try:
                 while self.holds(name) and not task.done():
@@ -106,6 +126,8 @@ class LeaseKeeper(Resource):
                 if not task.done():
                     task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+                self._working.discard(name)
+                self._signal()
             if not task.cancelled():
                 task.result()  # the work's failure is the daemon's
             log.warning("lease_left", lease=name, daemon=self.daemon_id)
@@ -119,7 +141,7 @@ class LeaseKeeper(Resource):
     async def _round(self) -> None:
         started = time.monotonic()
         try:
-            held = await self._db.run(
+            held, share = await self._db.run(
                 claim, self.daemon_id, socket.gethostname(), os.getpid(), self.names, self.lease_s
             )
         except StoreError as exc:
@@ -131,10 +153,28 @@ class LeaseKeeper(Resource):
             return
         gone = self._held - held
         if gone:
-            log.info("leases_given_back", leases=sorted(gone))
-        self._held = held
+            self.lost += len(gone)
+            log.warning("leases_lost", leases=sorted(gone))
+        excess = set(sorted(held)[share:])
+        self._held = held - excess
         self._valid_until = started + self.lease_s * (1 - MARGIN_FRACTION)
         self._signal()
+        if excess:
+            await self._give_back(excess)
+
+    async def _give_back(self, names: set[str]) -> None:
+        """Release ``names`` once their work has stopped (else the next round tries again)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.lease_s * STOP_WAIT_FRACTION):
+                while names & self._working:
+                    await self._wait_change()
+        stopped = sorted(names - self._working)
+        try:
+            await self._db.run(release, self.daemon_id, stopped)
+        except StoreError as exc:
+            log.warning("leases_not_released", error=str(exc))
+            return
+        log.info("leases_given_back", leases=stopped)
 
     def _signal(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()

@@ -15,6 +15,7 @@ import random
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,15 @@ import structlog
 
 from archiver import __version__
 from archiver.accounts import AccountPoller, SessionDirectory
-from archiver.cluster import LeaseKeeper
+from archiver.cluster import (
+    ACCOUNT_LEASE_PREFIX,
+    HOOK_LEASE_PREFIX,
+    MAINTENANCE_LEASE,
+    Hold,
+    LeaseKeeper,
+    Work,
+    run_now,
+)
 from archiver.config import Config
 from archiver.config_dump import config_digest
 from archiver.errors import ArchiverError, TeamRefusedError
@@ -46,9 +55,6 @@ if TYPE_CHECKING:
     from archiver.server import StatusServer
 
 log = structlog.get_logger()
-
-# The one lease of a shared (PostgreSQL) archive: its holder archives, the others stand by.
-ARCHIVE_LEASE = "archive"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,30 +113,6 @@ class Daemon:
                 self.server = await stack.enter_async_context(
                     StatusServer(self.state, config.server)
                 )
-            location = config.archive.location
-            if isinstance(location, Path):
-                await self._archive(writer, feed)
-                return
-            # Several daemons may share this archive: archive while holding its lease.
-            keeper = await stack.enter_async_context(
-                LeaseKeeper(
-                    location, [ARCHIVE_LEASE], lease_s=config.archive.lease_s,
-                    on_committed=feed.committed,
-                )
-            )  # fmt: skip
-            self.state.leases = keeper
-            log.info("daemon_standing_by", daemon=keeper.daemon_id, archive=str(location))
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(keeper.run(), name="leases")
-                tasks.create_task(
-                    keeper.run_held(ARCHIVE_LEASE, lambda: self._archive(writer, feed)),
-                    name="archive",
-                )
-
-    async def _archive(self, writer: ArchiveWriter, feed: EventFeed) -> None:
-        """Log in, poll, deliver hooks and keep the run's record, until cancelled."""
-        config = self.config
-        async with AsyncExitStack() as stack:
             hooks = await stack.enter_async_context(
                 HookDispatcher(
                     config.archive.location,
@@ -140,102 +122,181 @@ class Daemon:
                     busy_timeout_s=config.archive.busy_timeout_s,
                 )
             )
-            listening = config.push.enabled or config.reconcile.enabled
-            held = len(config.accounts) if listening else 0
-            host = GwsHost(config.gws, reserved_connections=held)
-            self.state.host = host
-            stack.push_async_callback(host.close)
-            clients = []
-            for account in config.accounts:
-                clients.append(await stack.enter_async_context(GwsClient(host, account)))
-            push = config.push if config.push.enabled else None
-            reconcile = config.reconcile if config.reconcile.enabled else None
-            histories = history_clients(clients, reconcile) if reconcile else {}
-            history = HistoryReader(histories) if reconcile is not None else None
-            directory = self.directory = SessionDirectory(
-                writer=writer,
-                stats=self.stats,
-                rng=random.Random(self._rng.random()),
-                page_slots=PageSlots(SLOTS_PER_CONNECTION * config.gws.max_concurrent_requests),
-                reconcile=reconcile,
-                read_history=history.at_end if history is not None else None,
+            keeper = None
+            location = config.archive.location
+            if not isinstance(location, Path):
+                # Several daemons may share this archive: each piece of work under its lease.
+                names = self._lease_names([s.hook.name for s in hooks.subscribers])
+                keeper = await stack.enter_async_context(
+                    LeaseKeeper(
+                        location, names, lease_s=config.archive.lease_s,
+                        on_committed=feed.committed,
+                    )
+                )  # fmt: skip
+                self.state.leases = keeper
+                log.info("daemon_joined", daemon=keeper.daemon_id, archive=str(location))
+            await self._archive(stack, writer, feed, hooks, keeper)
+
+    def _lease_names(self, subscribers: Sequence[str]) -> list[str]:
+        """The leases of the work a shared archive divides between its daemons."""
+        config = self.config
+        names = [ACCOUNT_LEASE_PREFIX + account.username for account in config.accounts]
+        names += [HOOK_LEASE_PREFIX + name for name in subscribers]
+        if config.reconcile.enabled or config.archive.retain_days is not None:
+            names.append(MAINTENANCE_LEASE)
+        return names
+
+    async def _archive(
+        self,
+        stack: AsyncExitStack,
+        writer: ArchiveWriter,
+        feed: EventFeed,
+        hooks: HookDispatcher,
+        keeper: LeaseKeeper | None,
+    ) -> None:
+        """Log in, poll, deliver hooks and keep the run's record, until cancelled; each piece
+        of work while ``keeper`` holds its lease (always, without one)."""
+        config = self.config
+        listening = config.push.enabled or config.reconcile.enabled
+        host = GwsHost(config.gws, reserved_connections=len(config.accounts) if listening else 0)
+        self.state.host = host
+        stack.push_async_callback(host.close)
+        clients = []
+        for account in config.accounts:
+            clients.append(await stack.enter_async_context(GwsClient(host, account)))
+        push = config.push if config.push.enabled else None
+        reconcile = config.reconcile if config.reconcile.enabled else None
+        histories = history_clients(clients, reconcile) if reconcile else {}
+        history = None
+        if reconcile is not None:
+            history = HistoryReader(
+                histories,
+                usable=lambda a: keeper is None or keeper.holds(ACCOUNT_LEASE_PREFIX + a),
             )
-            team = self._team(clients[-1], writer, directory) if config.team else None
-            if team is not None:
-                try:
-                    await team.start()
-                except TeamRefusedError:
-                    raise
-                except ArchiverError as exc:  # GWS not answering yet: team.run tries again
-                    log.warning("team_start_failed", supervisor=team.supervisor, error=str(exc))
-            await stack.enter_async_context(
-                RunRecorder(
-                    config.archive.location,
-                    version=__version__,
-                    config_hash=config_digest(config),
-                    totals=self.stats,
-                    last_seq=lambda: writer.last_seq,
-                    busy_timeout_s=config.archive.busy_timeout_s,
-                )
-            )
-            log.info(
-                "daemon_started",
+        directory = self.directory = SessionDirectory(
+            writer=writer,
+            stats=self.stats,
+            rng=random.Random(self._rng.random()),
+            page_slots=PageSlots(SLOTS_PER_CONNECTION * config.gws.max_concurrent_requests),
+            reconcile=reconcile,
+            read_history=history.at_end if history is not None else None,
+        )
+        team = self._team(clients[-1], writer, directory) if config.team else None
+        if team is not None and keeper is None:
+            await _start_team(team)  # refused: one line and exit 2, before anything runs
+        reconciler = None
+        if history is not None:
+            sweep_team = (lambda: (team.supervisor, team.monitored_ids())) if team else None
+            reconciler = Reconciler(writer, history, config.reconcile, self.stats, team=sweep_team)
+        await stack.enter_async_context(
+            RunRecorder(
+                config.archive.location,
                 version=__version__,
-                archive=str(config.archive.location),
-                accounts=[client.account.username for client in clients],
-                base_url=config.gws.base_url,
+                config_hash=config_digest(config),
+                totals=self.stats,
+                last_seq=lambda: writer.last_seq,
+                busy_timeout_s=config.archive.busy_timeout_s,
             )
-            try:
-                async with asyncio.TaskGroup() as tasks:
-                    for sub in self._subscriptions:
-                        tasks.create_task(
-                            feed.subscribe(sub.handler, types=sub.types, session_id=sub.session_id)
+        )
+        log.info(
+            "daemon_started",
+            version=__version__,
+            archive=str(config.archive.location),
+            accounts=[client.account.username for client in clients],
+            base_url=config.gws.base_url,
+        )
+        hold: Hold = keeper.run_held if keeper is not None else run_now
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                if keeper is not None:
+                    tasks.create_task(keeper.run(), name="leases")
+                for sub in self._subscriptions:
+                    tasks.create_task(
+                        feed.subscribe(sub.handler, types=sub.types, session_id=sub.session_id)
+                    )
+                tasks.create_task(directory.run(), name="sessions")
+                self.accounts = [
+                    AccountPoller(
+                        client=client,
+                        writer=writer,
+                        pacing=Pacing(config.poll, push),
+                        stats=self.stats,
+                        directory=directory,
+                        on_listed=team.listed if team and client is clients[-1] else None,
+                    )
+                    for client in clients
+                ]
+                for poller in self.accounts:
+                    listener = None
+                    if push is not None or reconcile is not None:
+                        listener = cometd_listener(
+                            poller.client,
+                            config,
+                            account=poller,
+                            history=histories.get(poller.account),
                         )
-                    self.accounts = [
-                        AccountPoller(
-                            client=client,
-                            writer=writer,
-                            pacing=Pacing(config.poll, push),
-                            stats=self.stats,
-                            directory=directory,
-                            on_listed=team.listed if team and client is clients[-1] else None,
-                        )
-                        for client in clients
-                    ]
-                    if team is not None:
-                        tasks.create_task(team.run(), name="team")
-                    self.state.accounts.extend(self.accounts)
-                    tasks.create_task(directory.run(), name="sessions")
-                    for poller in self.accounts:
-                        tasks.create_task(poller.run(), name=f"account-{poller.account}")
-                        if push is not None or reconcile is not None:
-                            listener = cometd_listener(
-                                poller.client,
-                                config,
-                                account=poller,
-                                history=histories.get(poller.account),
-                            )
-                            self.pushes.append(listener)
-                            self.state.pushes.append(self.pushes[-1])
-                            tasks.create_task(self.pushes[-1].run(), name=f"push-{poller.account}")
-                    if history is not None and reconcile is not None:
-                        sweep_team = (
-                            (lambda: (team.supervisor, team.monitored_ids())) if team else None
-                        )
-                        reconciler = Reconciler(
-                            writer, history, reconcile, self.stats, team=sweep_team
-                        )
-                        tasks.create_task(reconciler.run(), name="reconciler")
-                    tasks.create_task(hooks.run(), name="hooks")
-                    if config.archive.retain_days is not None:
-                        retention = self._retain(config.archive.retain_days)
-                        tasks.create_task(retention, name="retention")
-                    self._started.set()
-            finally:
-                # A lost lease ends this work, not the daemon: what it showed is not current.
-                self.state.accounts.clear()
-                self.state.pushes.clear()
-                log.info("daemon_stopped", **self.stats.fields())
+                    supervising = team if poller is self.accounts[-1] else None
+                    work = partial(self._account, poller, listener, supervising, reconciler)
+                    lease = ACCOUNT_LEASE_PREFIX + poller.account
+                    tasks.create_task(hold(lease, work), name=lease)
+                tasks.create_task(hooks.run(hold), name="hooks")
+                maintenance = self._maintenance(reconciler)
+                if maintenance is not None:
+                    tasks.create_task(hold(MAINTENANCE_LEASE, maintenance), name="maintenance")
+                self._started.set()
+        except* TeamRefusedError as refused:
+            raise _first(refused) from None
+        finally:
+            log.info("daemon_stopped", **self.stats.fields())
+
+    async def _account(
+        self,
+        poller: AccountPoller,
+        listener: PushClient | None,
+        team: TeamMonitor | None,
+        reconciler: Reconciler | None,
+    ) -> None:
+        """One account's work: its lists and sessions, its CometD, its history sweep and (the
+        supervisor's) the team; what it shows is current only while it runs."""
+        if team is not None and not team.started:
+            await _start_team(team)
+        self.state.accounts.append(poller)
+        if listener is not None:
+            self.pushes.append(listener)
+            self.state.pushes.append(listener)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(poller.run(), name=f"account-{poller.account}")
+                if listener is not None:
+                    tasks.create_task(listener.run(), name=f"push-{poller.account}")
+                if team is not None:
+                    tasks.create_task(team.run(), name="team")
+                if reconciler is not None:
+                    tasks.create_task(reconciler.sweep_every(poller.account), name="sweep")
+        finally:
+            self.state.accounts.remove(poller)
+            if listener is not None:
+                self.pushes.remove(listener)
+                self.state.pushes.remove(listener)
+
+    def _maintenance(self, reconciler: Reconciler | None) -> Work | None:
+        """Retention and the reconciler's due checks, as one piece of work (None when neither
+        is on)."""
+        config = self.config
+        jobs: list[Work] = []
+        if reconciler is not None:
+            jobs.append(reconciler.run)
+        if config.archive.retain_days is not None:
+            jobs.append(partial(self._retain, config.archive.retain_days))
+        if not jobs:
+            return None
+
+        async def work() -> None:
+            async with asyncio.TaskGroup() as tasks:
+                for job in jobs:
+                    tasks.create_task(job())
+
+        return work
 
     def _team(
         self, supervisor: GwsClient, writer: ArchiveWriter, directory: SessionDirectory
@@ -271,6 +332,24 @@ class Daemon:
                 if result.sessions:
                     log.info("retention_purged", **dataclasses.asdict(result))
             await asyncio.sleep(archive.retention_interval_s)
+
+
+async def _start_team(team: TeamMonitor) -> None:
+    """Start team mode; a refusal is fatal, GWS not answering is tried again by ``team.run``."""
+    try:
+        await team.start()
+    except TeamRefusedError:
+        raise
+    except ArchiverError as exc:
+        log.warning("team_start_failed", supervisor=team.supervisor, error=str(exc))
+
+
+def _first(group: BaseExceptionGroup[TeamRefusedError]) -> BaseException:
+    """The first exception of a (nested) group."""
+    found: BaseException = group
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found
 
 
 def cometd_listener(

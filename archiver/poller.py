@@ -106,8 +106,10 @@ class SessionPoller:
         page_slots: PageSlots,
         reconcile: ReconcileConfig | None = None,
         read_history: ReadHistory | None = None,
+        elsewhere: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self.writer = writer
+        self.elsewhere = elsewhere  # the configured accounts other daemons may hold now
         self.poll = poll
         self.session = session
         self.next_index = next_index
@@ -177,6 +179,13 @@ class SessionPoller:
         view.readable = False
         if view.open:
             self._close(view, "gone")
+
+    def drop_view(self, account: str) -> bool:
+        """Forget ``account``'s view (it is polled by another daemon now); whether it had one."""
+        view = self.views.pop(account, None)
+        if view is not None and view is self._current:
+            self._current = None
+        return view is not None
 
     def hint(self, received_at: float) -> None:
         """A notification says this session changed: poll it now (coalescing with others)."""
@@ -345,8 +354,14 @@ class SessionPoller:
             views=changes,
             history=check,
             tail=tail,
+            held_elsewhere=self.elsewhere(),
         )
-        await self._store_page(page)
+        result = await self._store_page(page)
+        if result is not None and result.handed_over:
+            # Another daemon's account has it open: that daemon reads on and ends it.
+            self.ended = True
+            self.stats.sessions_handed_over += 1
+            log.info("session_left_to_other_daemon", session_id=self.session.id)
         if not self.ended:
             self.ended = True
             self.stats.sessions_ended += 1

@@ -12,7 +12,6 @@ saw: it reads their whole log from history and archives it as an ended session.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -51,15 +50,25 @@ def history_clients(
 class HistoryReader:
     """Interaction History through the configured accounts: any of them may read any session."""
 
-    def __init__(self, clients: Mapping[str, HistoryClient]) -> None:
+    def __init__(
+        self,
+        clients: Mapping[str, HistoryClient],
+        usable: Callable[[str], bool] = lambda account: True,
+    ) -> None:
         self.clients = dict(clients)
+        self.usable = usable  # whether an account's results can be heard here now
+
+    def readable(self) -> dict[str, HistoryClient]:
+        """The clients of the accounts whose results can be heard here now."""
+        return {account: c for account, c in self.clients.items() if self.usable(account)}
 
     async def content(
         self, session_id: str, prefer: Sequence[str] = (), *, tries: int = ACCOUNTS_PER_LOOK_UP
     ) -> InteractionContent:
         """The session's saved log, read through a preferred account first (``tries`` at most)."""
-        order = [a for a in prefer if a in self.clients]
-        order += [a for a in self.clients if a not in order]
+        clients = self.readable()
+        order = [a for a in prefer if a in clients]
+        order += [a for a in clients if a not in order]
         failure: HistoryUnavailable | None = None
         for account in order[:tries]:
             try:
@@ -103,34 +112,38 @@ class Reconciler:
         self._user_ids: dict[str, str] = {}
 
     async def run(self) -> None:
-        """Check what is due, and sweep history every ``sweep_s``, until cancelled."""
-        next_sweep = 0.0
+        """Check what is due, until cancelled."""
         while True:
             due = await self.writer.due_reconciliations(utc_now(), DUE_PER_ROUND)
             for session_id in due:
                 outcome = await check_session(self.writer, self.reader, self.config, session_id)
                 if outcome.status != "pending":
                     self.stats.reconciled[outcome.status] += 1
-            if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + self.config.sweep_s
-                await self.sweep()
             if len(due) < DUE_PER_ROUND:
-                await asyncio.sleep(min(self.config.retry_s, self.config.sweep_s, 5.0))
+                await asyncio.sleep(min(self.config.retry_s, 5.0))
 
-    async def sweep(self) -> None:
-        """Archive the sessions history has (today and yesterday) that no list ever showed."""
-        for account, client in self.reader.clients.items():
-            try:
-                if account not in self._user_ids:
-                    self._user_ids[account] = await client.client.user_id()
-            except GwsError as exc:
-                log.info("history_sweep_failed", account=account, error=str(exc))
-                continue
-            await self._sweep_agent(account, self._user_ids[account], own=True)
+    async def sweep_every(self, account: str) -> None:
+        """Sweep ``account``'s history now and every ``sweep_s``, until cancelled (run where
+        the account's CometD runs: it carries the answers)."""
+        while True:
+            await self.sweep(account)
+            await asyncio.sleep(self.config.sweep_s)
+
+    async def sweep(self, account: str) -> None:
+        """Archive the sessions ``account``'s history has (today and yesterday) that no list
+        ever showed; the team-mode supervisor's sweep covers its agents' histories too."""
+        try:
+            if account not in self._user_ids:
+                self._user_ids[account] = await self.reader.clients[account].client.user_id()
+        except GwsError as exc:
+            log.info("history_sweep_failed", account=account, error=str(exc))
+            return
+        await self._sweep_agent(account, self._user_ids[account], own=True)
         if self.team is not None:
-            account, agent_ids = self.team()
-            for agent_id in agent_ids:
-                await self._sweep_agent(account, agent_id, own=False)
+            supervisor, agent_ids = self.team()
+            if supervisor == account:
+                for agent_id in agent_ids:
+                    await self._sweep_agent(account, agent_id, own=False)
 
     async def _sweep_agent(self, account: str, user_id: str, *, own: bool) -> None:
         """Backfill what ``user_id``'s history has and the archive not, reading as ``account``;

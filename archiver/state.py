@@ -43,6 +43,7 @@ class PollStats:
     views: Counter[str] = field(default_factory=Counter)  # views started, and ended per reason
     drains: int = 0  # polls started by a sign of an ending, ahead of routine ones
     sessions_away: int = 0  # times a session left every view without being over
+    sessions_handed_over: int = 0  # settled here, left open to another daemon's account
     history_checks: Counter[str] = field(default_factory=Counter)  # over, in_process, unavailable
     reconciled: Counter[str] = field(default_factory=Counter)  # final checks, per status
     backfilled: int = 0  # ended sessions no list showed, archived from history by the sweep

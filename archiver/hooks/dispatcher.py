@@ -23,12 +23,14 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Literal
 
 import structlog
 from structlog.contextvars import bound_contextvars
 
+from archiver.cluster import HOOK_LEASE_PREFIX, Hold, run_now
 from archiver.config import HookConfig, HooksConfig
 from archiver.errors import ArchiverError, ConfigError
 from archiver.feed import EventFeed
@@ -107,6 +109,7 @@ class HookDispatcher:
         self._clock = clock
         self._rng = rng or random.Random()
         self._stack = AsyncExitStack()
+        self._store: DeliveryStore | None = None
 
     async def __aenter__(self) -> HookDispatcher:
         if not self.subscribers:
@@ -125,19 +128,21 @@ class HookDispatcher:
         except BaseException:
             await self._stack.aclose()
             raise
-        self.runners = [
-            SubscriberRunner(
-                subscriber,
-                store,
-                states[subscriber.hook.name],
-                committed=lambda: self.feed.committed_seq,
-                clock=self._clock,
-                rng=random.Random(self._rng.random()),
-            )
-            for subscriber in self.subscribers
-        ]
+        self._store = store
+        self.runners = [self._runner(s, states[s.hook.name]) for s in self.subscribers]
         log.info("hooks_started", subscribers=[s.hook.name for s in self.subscribers])
         return self
+
+    def _runner(self, subscriber: Subscriber, state: SubscriberStatus) -> SubscriberRunner:
+        assert self._store is not None
+        return SubscriberRunner(
+            subscriber,
+            self._store,
+            state,
+            committed=lambda: self.feed.committed_seq,
+            clock=self._clock,
+            rng=random.Random(self._rng.random()),
+        )
 
     async def __aexit__(
         self,
@@ -147,11 +152,22 @@ class HookDispatcher:
     ) -> None:
         await self._stack.aclose()
 
-    async def run(self) -> None:
-        """Deliver until cancelled (returns at once if nobody subscribed)."""
+    async def run(self, hold: Hold = run_now) -> None:
+        """Deliver until cancelled (returns at once if nobody subscribed); each subscriber
+        whenever ``hold`` runs it (a shared archive's lease ``hook:<name>``), from the cursor
+        and queue the archive holds for it then (another daemon may have moved them)."""
         async with asyncio.TaskGroup() as tasks:
-            for runner in self.runners:
-                tasks.create_task(runner.run(), name=f"hook-{runner.name}")
+            for position, runner in enumerate(self.runners):
+                lease = f"{HOOK_LEASE_PREFIX}{runner.name}"
+                tasks.create_task(hold(lease, partial(self._deliver, position)), name=lease)
+
+    async def _deliver(self, position: int) -> None:
+        runner = self.runners[position]
+        if runner.started:
+            assert self._store is not None
+            (state,) = await self._store.status(runner.name)
+            runner = self.runners[position] = self._runner(self.subscribers[position], state)
+        await runner.run()
 
 
 class SubscriberRunner:
@@ -192,6 +208,7 @@ class SubscriberRunner:
         self._backlog = True  # the archive may hold pending rows not loaded yet
         self._settled: list[Settled] = []
         self.delivered = 0  # events delivered by this runner (this run)
+        self.started = False  # run once already: its memory is not the archive's any more
         self._gone: str | None = None
         self._retrying: set[int] = set()  # deliveries waiting to be tried again
         self._next_due = 0.0
@@ -200,6 +217,7 @@ class SubscriberRunner:
 
     async def run(self) -> None:
         """Deliver until cancelled; a failing cycle is logged and retried, never fatal."""
+        self.started = True
         with bound_contextvars(subscriber=self.name):
             await self._run()
 

@@ -132,6 +132,11 @@ class DaemonCollector:
                 "Times a session left every configured account's list without being over.",
                 stats.sessions_away,
             ),
+            (
+                "sessions_handed_over",
+                "Sessions left to another daemon whose account still had them open.",
+                stats.sessions_handed_over,
+            ),
         ):
             yield CounterMetricFamily(f"{PREFIX}{name}", help_text, value=value)
         yield _counter_by(

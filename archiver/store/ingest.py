@@ -70,6 +70,8 @@ class Page:
     views: Sequence[ViewChange] = ()
     history: HistoryCheck | None = None
     tail: str = "drained"
+    # Accounts another daemon may hold: the end waits while one of them has the session open.
+    held_elsewhere: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,7 @@ class PageResult:
     conflicts: int
     malformed_new: int = 0  # malformed entries recorded now (not seen before)
     purged: bool = False  # the session was purged by retention: nothing was stored
+    handed_over: bool = False  # not ended: an account held elsewhere has it open
 
 
 class Ingest:
@@ -223,7 +226,8 @@ class Ingest:
         malformed_new = _insert_malformed(txn, page, state)
         if page.history is not None:
             conflicts += reconcile(txn, state, page.history)
-        if page.end_reason is not None and state.ended_at is None:
+        handed_over = bool(page.end_reason and state.views.keys() & page.held_elsewhere)
+        if page.end_reason is not None and state.ended_at is None and not handed_over:
             for account in list(state.views):
                 change_view(txn, state, ViewChange(account, state.state, "ended"))
             state.ended_at = txn.now
@@ -253,7 +257,10 @@ class Ingest:
                 " occurred_at, payload_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 txn.events,
             )
-        result = PageResult(txn.events, state.next_index, duplicates, conflicts, malformed_new)
+        result = PageResult(
+            txn.events, state.next_index, duplicates, conflicts, malformed_new,
+            handed_over=handed_over,
+        )  # fmt: skip
         return result, state
 
 

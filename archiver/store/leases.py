@@ -4,10 +4,10 @@ Each piece of work (an account's polling, the hook deliveries, the reconciler, r
 a row of ``leases`` held by at most one daemon until ``expires_at``; each daemon has a row of
 ``daemons`` saying it is alive until its own ``expires_at``. Both times are the server's
 (``now()``), so the daemons' clocks need not agree. One :func:`claim` round, in one
-transaction, renews this daemon's heartbeat and its leases, takes free or expired leases up to
-its fair share (the work divided by the live daemons, rounded up) and gives back what it holds
-beyond that share, so that a daemon that joins gets work and one that stops leaves its work to
-the others.
+transaction, renews this daemon's heartbeat and its leases and takes free or expired leases up
+to its fair share (the work divided by the live daemons, rounded up); what it holds beyond that
+share it gives back once that work has stopped, so that a daemon that joins gets work and one
+that stops leaves its work to the others.
 
 Lease rows rather than advisory locks: an advisory lock lives as long as the server believes
 its connection does, which for a daemon cut off by the network is TCP's keep-alive time
@@ -42,15 +42,16 @@ def claim(
     pid: int,
     names: Sequence[str],
     ttl_s: float,
-) -> set[str]:
-    """One round, in one transaction: heartbeat, renew, take up to the fair share, give back
-    the excess; the leases held afterwards."""
+) -> tuple[set[str], int]:
+    """One round, in one transaction: heartbeat, renew, take up to the fair share; the leases
+    held afterwards and the share (what is held beyond it, the caller gives back once its
+    work has stopped: :func:`release`)."""
     return transaction(conn, lambda db: _claim(db, daemon_id, hostname, pid, names, ttl_s))
 
 
 def _claim(
     conn: Connection, daemon_id: str, hostname: str, pid: int, names: Sequence[str], ttl_s: float
-) -> set[str]:
+) -> tuple[set[str], int]:
     ttl = f"{ttl_s} seconds"
     conn.execute(
         "INSERT INTO daemons (daemon_id, hostname, pid, started_at, seen_at, expires_at)"
@@ -81,18 +82,17 @@ def _claim(
             (daemon_id, ttl, list(names), share - len(held)),
         )
         held.update(row[0] for row in taken)
-    elif len(held) > share:
-        extra = sorted(held)[share:]
-        release(conn, daemon_id, extra)
-        held.difference_update(extra)
-    return held
+    return held, share
 
 
 def release(conn: Connection, daemon_id: str, names: Sequence[str]) -> None:
-    """Give leases back at once (within the caller's transaction, if any)."""
-    conn.execute(
-        "UPDATE leases SET holder = NULL, expires_at = NULL WHERE holder = ? AND name = ANY(?)",
-        (daemon_id, list(names)),
+    """Give leases back at once."""
+    transaction(
+        conn,
+        lambda db: db.execute(
+            "UPDATE leases SET holder = NULL, expires_at = NULL WHERE holder = ? AND name = ANY(?)",
+            (daemon_id, list(names)),
+        ),
     )
 
 

@@ -8,7 +8,7 @@ it loads as a state with ``purged`` set, and nothing of it is archived again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from archiver.gws.models import SmsSession
@@ -76,12 +76,34 @@ class SessionCache:
         """The states of those sessions that were ever archived."""
         return {sid: state for sid in session_ids if (state := self.load(conn, sid))}
 
-    def open_sessions(self, conn: Connection) -> list[SessionState]:
-        """Copies of the states of the sessions not yet ended (with their open views)."""
-        ids = [
-            row[0] for row in conn.execute("SELECT session_id FROM sessions WHERE ended_at IS NULL")
-        ]
-        return [state.copy() for sid in ids if (state := self.load(conn, sid)) is not None]
+    def open_sessions(
+        self, conn: Connection, configured: Collection[str], account: str | None
+    ) -> list[SessionState]:
+        """Copies of the states of the sessions not yet ended that ``account`` has open, or
+        that no ``configured`` account has open and ``account`` had last (``account`` None:
+        that no configured account has open or had last); read afresh from the archive
+        (another daemon may have changed them)."""
+        open_by: dict[str, set[str | None]] = {}  # None: no view open
+        last: dict[str, str] = {}
+        rows = conn.execute(
+            "SELECT s.session_id, s.account, v.account FROM sessions s LEFT JOIN session_views v"
+            " ON v.session_id = s.session_id AND v.left_at IS NULL WHERE s.ended_at IS NULL"
+        )
+        for session_id, last_account, viewer in rows:
+            last[session_id] = last_account
+            open_by.setdefault(session_id, set()).add(viewer)
+        known = set(configured)
+
+        def held(session_id: str) -> bool:
+            viewing = open_by[session_id] & known
+            if viewing:
+                return account in viewing
+            return last[session_id] == account if account else last[session_id] not in known
+
+        chosen = [session_id for session_id in open_by if held(session_id)]
+        for session_id in chosen:
+            self.forget(session_id)
+        return [state.copy() for sid in chosen if (state := self.load(conn, sid)) is not None]
 
     def keep(self, state: SessionState) -> None:
         """Remember ``state`` as its session's current one."""

@@ -11,7 +11,7 @@ statements themselves are in :mod:`archiver.store.ingest`; this module queues pa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from functools import partial
 
 from archiver.errors import StoreError
@@ -64,7 +64,7 @@ class ArchiveWriter(Resource):
         )
         self._announced_seq = 0  # the newest seq on_commit was told about
         self._queue: list[tuple[Page, asyncio.Future[PageResult]]] = []
-        self._flushing = False
+        self._flusher: asyncio.Task[None] | None = None  # storing the queued pages
 
     @property
     def last_seq(self) -> int:
@@ -76,24 +76,27 @@ class ArchiveWriter(Resource):
         await self._db.open()
 
     async def close(self) -> None:
-        """Close the connection; safe to call twice."""
+        """Close the connection (once the pages being stored are); safe to call twice."""
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
         await self._db.close()
 
     async def store_page(self, page: Page) -> PageResult:
         """Store one page atomically and return the events it committed.
 
         Pages that arrive while the writer thread is busy are committed together: each page
-        still stands or falls alone (a savepoint of its own); the batch shares one COMMIT.
+        still stands or falls alone (a savepoint of its own); the batch shares one COMMIT. The
+        batches are stored by a task of their own, so a caller cancelled while it waits (its
+        session stopped) takes nobody else's pages with it.
         """
         waiter: asyncio.Future[PageResult] = asyncio.get_running_loop().create_future()
         self._queue.append((page, waiter))
-        if not self._flushing:
-            await self._flush(waiter)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="archive-writer")
         return await waiter
 
-    async def _flush(self, own: asyncio.Future[PageResult]) -> None:
-        """Store queued pages, batch after batch, until none is left (run by one caller)."""
-        self._flushing = True
+    async def _flush(self) -> None:
+        """Store queued pages, batch after batch, until none is left."""
         batch: list[tuple[Page, asyncio.Future[PageResult]]] = []
         try:
             while self._queue:
@@ -113,15 +116,11 @@ class ArchiveWriter(Resource):
         except BaseException as exc:
             # Whoever waits must not wait forever: they read their pages again later.
             for _, waiter in (*batch, *self._queue):
-                if waiter is own and not isinstance(exc, Exception):
-                    waiter.cancel()
-                elif not waiter.done():
+                if not waiter.done():
                     waiter.set_exception(StoreError(f"the page was not stored: {exc!r}"))
             self._queue = []
             if not isinstance(exc, Exception):
                 raise
-        finally:
-            self._flushing = False
 
     async def record_malformed(self, account: str, entries: Sequence[Malformed]) -> int:
         """Keep entries of a session list that name no usable session (``session_id`` '')."""
@@ -132,9 +131,13 @@ class ArchiveWriter(Resource):
         states = await self._db.run(self._ingest.sessions.load_many, list(session_ids))
         return {session_id: state.copy() for session_id, state in states.items()}
 
-    async def open_sessions(self) -> list[SessionState]:
-        """Sessions archived and not yet ended, with their open views (resumed after a restart)."""
-        return await self._db.run(self._ingest.sessions.open_sessions)
+    async def open_sessions(
+        self, configured: Collection[str], account: str | None
+    ) -> list[SessionState]:
+        """Sessions archived and not ended that ``account`` holds (has open, or had last when
+        no ``configured`` account has them open), with their open views; ``account`` None:
+        those no configured account holds."""
+        return await self._db.run(self._ingest.sessions.open_sessions, list(configured), account)
 
     async def due_reconciliations(self, now: str, limit: int) -> list[str]:
         """Sessions whose pending check against Interaction History is due at ``now``."""

@@ -35,10 +35,10 @@ async def test_server_restart_mid_run_loses_nothing(
             await wait_for(lambda: archived_messages(archive) > 200)
             scrape, _ = await render_metrics(daemon.state, sse_clients=0, accept=None)
             assert b'gws_archiver_lease_held{daemon="' in scrape
-            assert b'lease="archive"} 1.0' in scrape
+            assert b'lease="account:agent1"} 1.0' in scrape
             assert (await check_readiness(daemon.state)).leases == {
                 "daemon": daemon.state.leases.daemon_id if daemon.state.leases else None,
-                "held": ["archive"],
+                "held": ["account:agent1", "account:agent2", "account:agent3", "maintenance"],
                 "lost": 0,
             }
             errors = daemon.stats.errors

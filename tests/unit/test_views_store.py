@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from archiver.store.db import ArchiveLocation
 from archiver.store.writer import ArchiveWriter, HistoryCheck, Page, ViewChange
 from tests.support import query
 from tests.unit.test_store import SESSION, message
@@ -152,3 +153,28 @@ def test_history_clients_wait_on_the_configured_channel() -> None:
         "agent1": "/v2/ucs/site-results",
         "agent2": "/v2/ucs/site-results",
     }
+
+
+async def test_an_end_waits_while_an_account_held_elsewhere_has_the_session(
+    archive: ArchiveLocation,
+) -> None:
+    """A daemon whose account lost the session does not end it while another daemon's
+    account has it open; that one ends it."""
+    async with ArchiveWriter(archive) as writer:
+        await writer.store_page(Page("agent1", SESSION, [message(1)]))
+        await writer.store_page(Page("agent2", SESSION, views=[ViewChange("agent2", "Chatting")]))
+        left = [ViewChange("agent1", "Revoked", "revoked")]
+        first = Page(
+            "agent1", SESSION, views=left, end_reason="out_of_sight",
+            held_elsewhere=frozenset({"agent2", "agent3"}),
+        )  # fmt: skip
+        assert (await writer.store_page(first)).handed_over
+        assert query(archive, "SELECT ended_at FROM sessions") == [(None,)]
+        last = Page(
+            "agent2", SESSION, end_reason="final_state", held_elsewhere=frozenset({"agent1"})
+        )
+        assert not (await writer.store_page(last)).handed_over
+    ends = query(archive, "SELECT count(*) FROM events WHERE type = 'SessionEnded'")
+    assert ends == [(1,)]
+    views = query(archive, "SELECT account, left_reason FROM session_views ORDER BY serial")
+    assert views == [("agent1", "revoked"), ("agent2", "ended")]

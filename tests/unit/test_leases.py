@@ -1,0 +1,114 @@
+"""Leases dividing a shared archive's work: fair shares, rebalancing as daemons come and go,
+and never one piece of work on two daemons at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from itertools import pairwise
+
+import pytest
+
+from archiver.cluster import LeaseKeeper, Work
+from archiver.errors import StoreError
+from archiver.store.postgres import PostgresArchive
+from archiver.store.writer import ArchiveWriter
+from tests.support import wait_for
+
+pytestmark = pytest.mark.postgres
+
+NAMES = [f"account:agent{n}" for n in range(1, 7)]
+LEASE_S = 1.5
+
+Intervals = dict[str, list[tuple[float, float, str]]]  # per lease: (start, end, who)
+
+
+def recorder(intervals: Intervals, name: str, who: str) -> Work:
+    """Work that runs until cancelled and records when it ran."""
+
+    async def work() -> None:
+        started = time.monotonic()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            intervals.setdefault(name, []).append((started, time.monotonic(), who))
+
+    return work
+
+
+@asynccontextmanager
+async def daemon(
+    archive: PostgresArchive, who: str, intervals: Intervals
+) -> AsyncIterator[LeaseKeeper]:
+    """A keeper running every lease's work while it holds it; it leaves cleanly at the end."""
+    async with LeaseKeeper(
+        archive, NAMES, lease_s=LEASE_S, on_committed=lambda seq: None
+    ) as keeper:
+        tasks = [asyncio.create_task(keeper.run())]
+        tasks += [
+            asyncio.create_task(keeper.run_held(name, recorder(intervals, name, who)))
+            for name in NAMES
+        ]
+        try:
+            yield keeper
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def shares(*keepers: LeaseKeeper) -> Callable[[], list[int]]:
+    return lambda: [len(keeper.held()) for keeper in keepers]
+
+
+def overlaps(intervals: Intervals) -> list[str]:
+    """Leases whose work ran on two keepers at once."""
+    found = []
+    for name, runs in intervals.items():
+        ordered = sorted(runs)
+        for (_, end, who), (start, _, other) in pairwise(ordered):
+            if start < end:
+                found.append(f"{name}: {who} until {end:.3f}, {other} from {start:.3f}")
+    return found
+
+
+async def test_work_is_divided_and_rebalanced_as_daemons_come_and_go(postgres_url: str) -> None:
+    archive = PostgresArchive(postgres_url)
+    async with ArchiveWriter(archive):
+        pass  # the schema
+    intervals: Intervals = {}
+    async with daemon(archive, "a", intervals) as a:
+        await wait_for(lambda: shares(a)() == [6], 10)
+        async with daemon(archive, "b", intervals) as b:
+            await wait_for(lambda: shares(a, b)() == [3, 3], 10)
+            async with daemon(archive, "c", intervals) as c:
+                await wait_for(lambda: shares(a, b, c)() == [2, 2, 2], 10)
+                assert set(a.held()) | set(b.held()) | set(c.held()) == set(NAMES)
+            # c left cleanly: its leases are free at once and taken in the next round.
+            await wait_for(lambda: shares(a, b)() == [3, 3], 10)
+        await wait_for(lambda: shares(a)() == [6], 10)
+    assert overlaps(intervals) == []
+    assert {who for runs in intervals.values() for _, _, who in runs} == {"a", "b", "c"}
+    assert a.lost == 0
+
+
+async def test_a_daemon_cut_off_stops_its_work_before_another_takes_it(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = PostgresArchive(postgres_url)
+    async with ArchiveWriter(archive):
+        pass
+    intervals: Intervals = {}
+    async with daemon(archive, "a", intervals) as a, daemon(archive, "b", intervals) as b:
+        await wait_for(lambda: shares(a, b)() == [3, 3], 10)
+
+        async def unreachable(*args: object, **kwargs: object) -> None:
+            raise StoreError("the server cannot be reached")
+
+        # a is cut off from PostgreSQL: every round fails from now on.
+        monkeypatch.setattr(a._db, "run", unreachable)
+        await wait_for(lambda: shares(a, b)() == [0, 6], 10)
+        assert a.lost == 3
+    assert overlaps(intervals) == []
