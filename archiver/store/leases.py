@@ -59,6 +59,8 @@ def _claim(
         " DO UPDATE SET seen_at = now(), expires_at = excluded.expires_at",
         (daemon_id, hostname, pid, ttl),
     )
+    # Daemons that died without leaving are forgotten a day later.
+    conn.execute("DELETE FROM daemons WHERE expires_at < now() - interval '1 day'")
     conn.executemany(
         "INSERT INTO leases (name) VALUES (?) ON CONFLICT DO NOTHING", [(n,) for n in names]
     )
