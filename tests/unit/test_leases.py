@@ -22,13 +22,14 @@ pytestmark = pytest.mark.postgres
 
 NAMES = [f"account:agent{n}" for n in range(1, 7)]
 LEASE_S = 3.0
+SLOW_STOP_S = 0.4  # below the wait for work given back to stop (0.2 x lease_s)
 
 Run = list[Any]  # [start, end or None while it runs, who]
 Intervals = dict[str, list[Run]]  # per lease, every run of its work
 
 
-def recorder(intervals: Intervals, name: str, who: str) -> Work:
-    """Work that runs until cancelled and records when it ran."""
+def recorder(intervals: Intervals, name: str, who: str, stop_s: float) -> Work:
+    """Work that runs until cancelled, takes ``stop_s`` to stop, and records when it ran."""
 
     async def work() -> None:
         run: Run = [time.monotonic(), None, who]
@@ -36,6 +37,7 @@ def recorder(intervals: Intervals, name: str, who: str) -> Work:
         try:
             await asyncio.Event().wait()
         finally:
+            await asyncio.sleep(stop_s)  # a lease given back before this would show overlap
             run[1] = time.monotonic()
 
     return work
@@ -43,7 +45,7 @@ def recorder(intervals: Intervals, name: str, who: str) -> Work:
 
 @asynccontextmanager
 async def daemon(
-    archive: PostgresArchive, who: str, intervals: Intervals
+    archive: PostgresArchive, who: str, intervals: Intervals, stop_s: float = 0.0
 ) -> AsyncIterator[LeaseKeeper]:
     """A keeper running every lease's work while it holds it; it leaves cleanly at the end."""
     async with LeaseKeeper(
@@ -51,7 +53,7 @@ async def daemon(
     ) as keeper:
         tasks = [asyncio.create_task(keeper.run())]
         tasks += [
-            asyncio.create_task(keeper.run_held(name, recorder(intervals, name, who)))
+            asyncio.create_task(keeper.run_held(name, recorder(intervals, name, who, stop_s)))
             for name in NAMES
         ]
         try:
@@ -86,11 +88,11 @@ async def test_work_is_divided_and_rebalanced_as_daemons_come_and_go(postgres_ur
     async with ArchiveWriter(archive):
         pass  # the schema
     intervals: Intervals = {}
-    async with daemon(archive, "a", intervals):
+    async with daemon(archive, "a", intervals, SLOW_STOP_S):
         await wait_for(lambda: working(intervals, "a")() == [6], 30)
-        async with daemon(archive, "b", intervals):
+        async with daemon(archive, "b", intervals, SLOW_STOP_S):
             await wait_for(lambda: working(intervals, "a", "b")() == [3, 3], 30)
-            async with daemon(archive, "c", intervals):
+            async with daemon(archive, "c", intervals, SLOW_STOP_S):
                 await wait_for(lambda: working(intervals, "a", "b", "c")() == [2, 2, 2], 30)
             # c left cleanly: its leases are free at once and taken in the next round.
             await wait_for(lambda: working(intervals, "a", "b")() == [3, 3], 30)
