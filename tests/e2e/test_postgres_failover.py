@@ -72,6 +72,7 @@ def taken_over(archive: PostgresArchive, leases: set[str], victim: int) -> Calla
     return lambda: all(holders(archive).get(name) not in (None, victim) for name in leases)
 
 
+@pytest.mark.timeout(600)  # the scenario runs ~90 s, with four kills and takeovers in it
 async def test_three_daemons_divide_the_work_and_one_killed_every_20_s_loses_nothing(
     postgres_url: str, tmp_path: Path
 ) -> None:
