@@ -1,17 +1,19 @@
-"""Keep-alive HTTP/1.1 GETs for the daemon's hot path, parsed by httptools (llhttp).
+"""Keep-alive HTTP/1.1 requests for the daemon's hot paths, parsed by httptools (llhttp).
 
 The daemon sends thousands of small GETs a second (message reads, most of them answered by an
-empty page, and session lists). aiohttp's client spends about 70 µs of CPU on each even on
-uvloop (request and response objects, cookie filtering, a stream reader, timers); this path
-writes one prepared request and parses the answer with llhttp, for about a third of that.
-Everything else (POSTs, CometD's held requests) goes through aiohttp as before, and so does the
-mapping of answers onto errors: :class:`~archiver.gws.transport.Transport` uses this pool and
-treats what it returns exactly as an aiohttp answer.
+empty page, and session lists) and, to a webhook receiver, up to a thousand POSTs a second.
+aiohttp's client spends about 70 µs of CPU on each even on uvloop (request and response
+objects, cookie filtering, a stream reader, timers); this path writes one prepared request and
+parses the answer with llhttp, for about a third of that. CometD's held requests and GWS's
+POSTs go through aiohttp as before, and so does the mapping of GWS's answers onto errors:
+:class:`~archiver.gws.transport.Transport` uses this pool and treats what it returns exactly as
+an aiohttp answer.
 
-What it does is on purpose narrow: GET without a body, no redirects, no proxies; it asks for no
-compression, but decodes gzip and deflate should a proxy compress anyway. A connection GWS
-closed while it sat idle is noticed on the next use and that request is sent once more on a
-new connection (a GET is safe to repeat).
+What it does is on purpose narrow: a request prepared whole by its caller, no redirects, no
+proxies; it asks for no compression, but decodes gzip and deflate should a proxy compress
+anyway. A connection the server closed while it sat idle is noticed on the next use and that
+request is sent once more on a new connection (a GET is safe to repeat; a webhook receiver
+drops a repeated ``webhook-id``).
 """
 
 from __future__ import annotations
@@ -47,11 +49,16 @@ class StaleConnection(ConnectionResetError):
 
 
 class Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection: one request at a time, answers parsed as they arrive."""
+    """One HTTP/1.1 connection: one request at a time, answers parsed as they arrive.
 
-    def __init__(self, url: str, limit: int) -> None:
+    A body longer than ``limit`` fails the request, or with ``cut`` (the caller wants only the
+    status and headers) completes the answer with what was read and closes the connection.
+    """
+
+    def __init__(self, url: str, limit: int, *, cut: bool = False) -> None:
         self.url = url  # of the request in flight, for errors
         self.limit = limit
+        self.cut = cut
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self._parser = httptools.HttpResponseParser(self)
@@ -123,7 +130,7 @@ class Connection(asyncio.Protocol):
         self._headers_done = True
         self._keep_alive = self._parser.should_keep_alive()
         length = self._headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > self.limit:
+        if length.isdigit() and int(length) > self.limit and not self.cut:
             self._fail(
                 UndecodableError(
                     f"body of {length} bytes exceeds max_body_bytes ({self.limit})",
@@ -135,6 +142,11 @@ class Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
+        if self._size > self.limit and self.cut:
+            self._keep_alive = False
+            self.on_message_complete()
+            self.close()
+            return
         if self._size > self.limit:
             head = b"".join(self._body)[:KEPT_BODY_BYTES]
             error = f"body exceeds max_body_bytes ({self.limit})"
@@ -148,7 +160,7 @@ class Connection(asyncio.Protocol):
             return
         body = b"".join(self._body)
         encoding = self._headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
+        if encoding not in ("", "identity") and not self.cut:
             # Not asked for, but a proxy may compress anyway: decoded here, never taken for
             # a malformed body (which would be kept as poison), and bounded like any body.
             try:
@@ -184,7 +196,10 @@ def _decompressed(encoding: str, body: bytes, limit: int) -> bytes:
 
 
 class Http1Pool:
-    """Kept-alive connections to one server, at most ``limit`` open at once."""
+    """Kept-alive connections to one server, at most ``limit`` open at once.
+
+    ``cut_bodies``: answers' bodies matter only up to ``max_body_bytes`` (see Connection).
+    """
 
     def __init__(
         self,
@@ -194,12 +209,13 @@ class Http1Pool:
         verify_tls: bool,
         connect_timeout_s: float,
         max_body_bytes: int,
+        cut_bodies: bool = False,
     ) -> None:
         url = URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"not an http(s) URL: {base_url}")
         self._address = (url.host, url.port or (443 if url.scheme == "https" else 80))
-        self.host_header = url.raw_authority
+        self.host_header = url.host_port_subcomponent or ""  # user info stays out of Host
         self._origin = f"{url.scheme}://{url.raw_authority}"
         self._ssl: ssl.SSLContext | None = None
         if url.scheme == "https":
@@ -210,6 +226,7 @@ class Http1Pool:
         self._limit = limit
         self._connect_timeout_s = connect_timeout_s
         self._max_body_bytes = max_body_bytes
+        self._cut_bodies = cut_bodies
         self._idle: list[Connection] = []
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -220,8 +237,8 @@ class Http1Pool:
             raise ValueError(f"{url} is not on {self._origin}")
         return url[len(self._origin) :] or "/"
 
-    async def get(self, data: bytes, url: str, timeout_s: float) -> RawAnswer:
-        """Send a prepared GET request (``data``) and return its whole answer."""
+    async def send(self, data: bytes, url: str, timeout_s: float) -> RawAnswer:
+        """Send a prepared request (``data``, safe to repeat) and return its whole answer."""
         for _ in range(2):
             connection = await self._take()
             try:
@@ -260,7 +277,7 @@ class Http1Pool:
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 _, connection = await asyncio.get_running_loop().create_connection(
-                    lambda: Connection("", self._max_body_bytes),
+                    lambda: Connection("", self._max_body_bytes, cut=self._cut_bodies),
                     *self._address,
                     ssl=self._ssl,
                 )

@@ -266,7 +266,7 @@ class Transport(Resource):
             lines.append(f"Cookie: {cookies}")
         lines.extend(f"{name}: {value}" for name, value in (headers or {}).items())
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        answer = await host.pool.get(request, url, host.config.request_timeout_s)
+        answer = await host.pool.send(request, url, host.config.request_timeout_s)
         set_cookies = answer.headers.getall("Set-Cookie", ())
         if set_cookies:
             received: SimpleCookie = SimpleCookie()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
 import socket
 import time
 from datetime import UTC, datetime
@@ -160,6 +162,48 @@ async def test_an_answer_that_never_ends_is_not_read_to_its_end() -> None:
     finally:
         await runner.cleanup()
     assert outcome.ok, outcome
+
+
+async def test_attempts_share_a_kept_alive_connection_and_credentials_stay_out_of_host() -> None:
+    """Twenty POSTs over one connection; the URL's user info becomes Basic auth, not Host."""
+    seen: list[tuple[object, str, str, str, bool]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        body = await request.read()
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        verified = Webhook(SECRET).verify(body, dict(request.headers))["id"] == EVENT.event_id
+        seen.append(
+            (peer, request.host, request.headers["Authorization"], request.query_string, verified)
+        )
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", record)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    sock = socket.create_server(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    port = sock.getsockname()[1]
+    try:
+        url = f"http://ops:pa%20ss@127.0.0.1:{port}/hook?token=t1"
+        async with WebhookSink(webhook(url)) as sink:
+            outcomes = [await sink.deliver(EVENT) for _ in range(20)]
+    finally:
+        await runner.cleanup()
+    assert all(outcome.ok for outcome in outcomes)
+    assert len({peer for peer, *_ in seen}) == 1
+    basic = "Basic " + base64.b64encode(b"ops:pa ss").decode()
+    assert {tuple(rest) for _, *rest in seen} == {(f"127.0.0.1:{port}", basic, "token=t1", True)}
+
+
+async def test_an_event_id_that_cannot_be_a_header_fails_the_attempt(receiver: Receiver) -> None:
+    """An id with a line break is never sent (it would split the request); the outcome says so."""
+    broken = dataclasses.replace(EVENT, event_id="evt_S1\r\nX-Injected: 1")
+    async with WebhookSink(webhook(receiver.url)) as sink:
+        outcome = await sink.deliver(broken)
+    assert not outcome.ok
+    assert "line break" in (outcome.error or "")
+    assert receiver.requests == []
 
 
 def subscribed(receiver: Receiver, **options: Any) -> HooksConfig:
