@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import socket
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -39,6 +40,8 @@ from tests.support.hooks import (
 )
 
 pytest_plugins = ["tests.support.hooks"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # The Standard Webhooks specification's published test vector.
 VECTOR_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
@@ -138,6 +141,21 @@ async def test_a_receivers_retry_after_is_capped_at_a_day(receiver: Receiver) ->
     assert (outcome.ok, outcome.retry_after_s) == (False, MAX_RETRY_AFTER_S)
 
 
+@contextlib.asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[int]:
+    """An aiohttp server on 127.0.0.1 answering POST /hook with ``handler``; yields its port."""
+    app = web.Application()
+    app.router.add_post("/hook", handler)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    sock = socket.create_server(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        await runner.cleanup()
+
+
 async def test_an_answer_that_never_ends_is_not_read_to_its_end() -> None:
     """A receiver answering 200 with an endless body: delivered, its body not read on."""
 
@@ -149,18 +167,10 @@ async def test_an_answer_that_never_ends_is_not_read_to_its_end() -> None:
             while True:
                 await response.write(b"x" * 65_536)
 
-    app = web.Application()
-    app.router.add_post("/hook", endless)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    sock = socket.create_server(("127.0.0.1", 0))
-    await web.SockSite(runner, sock).start()
-    try:
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+    async with serving(endless) as port:
+        url = f"http://127.0.0.1:{port}/hook"
         async with WebhookSink(webhook(url, timeout_s=30.0)) as sink:
             outcome = await sink.deliver(EVENT)
-    finally:
-        await runner.cleanup()
     assert outcome.ok, outcome
 
 
@@ -177,19 +187,10 @@ async def test_attempts_share_a_kept_alive_connection_and_credentials_stay_out_o
         )
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hook", record)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    sock = socket.create_server(("127.0.0.1", 0))
-    await web.SockSite(runner, sock).start()
-    port = sock.getsockname()[1]
-    try:
+    async with serving(record) as port:
         url = f"http://ops:pa%20ss@127.0.0.1:{port}/hook?token=t1"
         async with WebhookSink(webhook(url)) as sink:
             outcomes = [await sink.deliver(EVENT) for _ in range(20)]
-    finally:
-        await runner.cleanup()
     assert all(outcome.ok for outcome in outcomes)
     assert len({peer for peer, *_ in seen}) == 1
     basic = "Basic " + base64.b64encode(b"ops:pa ss").decode()
