@@ -4,7 +4,8 @@ A batch of pages is stored in one ``BEGIN IMMEDIATE ... COMMIT``, each page insi
 of its own, so a page stands or falls alone. A page is all or nothing: its session row (with a
 ``SessionStarted`` or ``SessionUpdated`` event when it is new or changed), its new messages
 (``ON CONFLICT DO NOTHING``), its malformed entries, the cursor, and one event row per new
-message (a transactional outbox). Re-read messages are compared with what is stored: identical
+message (a transactional outbox); SQLite's search rows for the whole batch are added by one
+statement at its end. Re-read messages are compared with what is stored: identical
 ones count as duplicates, differing ones are recorded in ``conflicts``. A page whose content
 cannot be stored is stored again message by message; the messages that fail are kept raw in
 ``malformed``. Everything here is synchronous: the writer runs it on its database thread.
@@ -42,7 +43,9 @@ from archiver.store.statements import (
     ViewChange,
     add_session_event,
     change_view,
+    index_for_search,
     insert_fresh,
+    newest_message,
     record_agents,
     record_conflict,
 )
@@ -132,6 +135,7 @@ class Ingest:
             conn.execute("SELECT pg_advisory_xact_lock(?)", (EVENTS_LOCK,))
             self.resume(conn)
             self.sessions.clear()
+        indexed_up_to = newest_message(conn)
         for page in pages:
             try:
                 result, state = self._in_savepoint(conn, page)
@@ -154,6 +158,7 @@ class Ingest:
                 conn.execute("RELEASE isolated")
             outcomes.append(result)
             stored.append(state)
+        index_for_search(conn, indexed_up_to)
         if shared:
             conn.execute(
                 "UPDATE archive_counters SET value = ? WHERE name = 'events'", (self.last_seq,)

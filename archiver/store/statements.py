@@ -54,15 +54,12 @@ class Txn:
 def insert_fresh(
     txn: Txn, state: SessionState, fresh: list[Message], source: str | None = None
 ) -> None:
-    """Insert messages not stored before, their search rows and events; move the cursor.
+    """Insert messages not stored before and their events; move the cursor.
 
     Messages of a session already ended get no events: none may follow ``SessionEnded``.
+    Their search rows are added once per batch (:func:`index_for_search`).
     """
     conn = txn.conn
-    # SQLite's search index is filled here; PostgreSQL's is a generated column.
-    sqlite = not is_postgres(conn)
-    if sqlite:
-        (last_rowid,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM messages").fetchone()
     conn.executemany(
         "INSERT INTO messages (session_id, message_index, type, text, url, from_type,"
         " from_nickname, from_participant_id, visibility, sent_at, raw_json, archived_at,"
@@ -87,12 +84,6 @@ def insert_fresh(
             for m in fresh
         ],
     )
-    if sqlite:
-        conn.execute(
-            "INSERT INTO messages_fts (rowid, text) SELECT rowid, text FROM messages"
-            " WHERE rowid > ?",
-            (last_rowid,),
-        )
     # A silent supervisor's own entries (visibility Supervisors) do not make it a handler.
     senders = {
         m.from_user_id
@@ -111,6 +102,25 @@ def insert_fresh(
             state.has_transcript_saved = True
         else:
             state.next_index = max(state.next_index, message.index + 1)
+
+
+def newest_message(conn: Connection) -> int | None:
+    """SQLite: the newest message's rowid, from which :func:`index_for_search` goes on."""
+    if is_postgres(conn):
+        return None  # PostgreSQL's search index is a generated column
+    (rowid,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM messages").fetchone()
+    return int(rowid)
+
+
+def index_for_search(conn: Connection, after_rowid: int | None) -> None:
+    """SQLite: add the search rows of the messages inserted since ``newest_message`` said
+    ``after_rowid``, in one statement (those of pages rolled back are gone by then)."""
+    if after_rowid is not None:
+        conn.execute(
+            "INSERT INTO messages_fts (rowid, text) SELECT rowid, text FROM messages"
+            " WHERE rowid > ?",
+            (after_rowid,),
+        )
 
 
 def change_view(txn: Txn, state: SessionState, change: ViewChange) -> None:

@@ -185,3 +185,8 @@ async def test_pages_committed_together_still_stand_or_fall_alone(writer: Archiv
     ]
     seqs = rows(writer.path, "SELECT seq FROM events ORDER BY seq")
     assert [s for (s,) in seqs] == list(range(1, len(seqs) + 1))
+    # The batch's search rows: the stored messages', none of the failed page's.
+    indexed = "SELECT rowid, text FROM messages_fts ORDER BY rowid"
+    assert rows(writer.path, indexed) == rows(
+        writer.path, "SELECT rowid, text FROM messages ORDER BY rowid"
+    )
