@@ -7,7 +7,11 @@ order is time order. These helpers convert between it, datetimes and epoch secon
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+
+# Epoch seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: what a datetime can hold.
+FIRST_EPOCH_S, LAST_EPOCH_S = -62_135_596_800, 253_402_300_799
 
 
 def format_instant(instant: datetime) -> str:
@@ -37,6 +41,21 @@ def parse_instant(text: str) -> datetime:
 def from_epoch(epoch_s: float) -> str:
     """Epoch seconds as the archive writes instants."""
     return format_instant(datetime.fromtimestamp(epoch_s, UTC))
+
+
+def from_epoch_ms(epoch_ms: int) -> str | None:
+    """Whole epoch milliseconds as the archive writes instants; None beyond years 1-9999.
+
+    Exact (no float rounding) and without a datetime: this runs once per message archived
+    (``timestampSeconds``).
+    """
+    seconds, millis = divmod(epoch_ms, 1000)
+    if not FIRST_EPOCH_S <= seconds <= LAST_EPOCH_S:
+        return None
+    t = time.gmtime(seconds)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 (the cheapest form here)
+        t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, millis,
+    )  # fmt: skip
 
 
 def to_epoch(text: str) -> float:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from archiver.gws.models import (
+    FAST_EPOCH_MS_TO,
     MalformedPayload,
+    parse_epoch,
     parse_message,
     parse_session,
     parse_timestamp,
     session_objects,
 )
 from archiver.gws.wire import decode_json
+from archiver.instants import format_instant, from_epoch_ms
 
 
 @pytest.mark.parametrize(
@@ -45,6 +50,31 @@ def test_timestamp_seconds_holds_milliseconds(value: object) -> None:
         {"index": 3, "type": "Text", "timestampSeconds": value, "timestamp": "1999-01-01 00:00"}
     )
     assert message.sent_at == "2014-01-09T09:58:12.035Z"
+
+
+@given(st.integers(min_value=-(10**16), max_value=10**16))
+@example(FAST_EPOCH_MS_TO - 1)
+@example(FAST_EPOCH_MS_TO)
+@example(10**11)
+@example(10**11 - 1)
+def test_whole_milliseconds_read_as_through_a_datetime(value: int) -> None:
+    """The fast path for integer ``timestampSeconds`` writes what the datetime path writes, so
+    a message archived before it compares equal when read again; the exact form agrees too."""
+    through_datetime = parse_epoch(value)
+    expected = None if through_datetime is None else format_instant(through_datetime)
+    assert parse_message({"index": 1, "type": "Text", "timestampSeconds": value}).sent_at == (
+        expected
+    )
+    if 10**11 <= value < FAST_EPOCH_MS_TO:
+        assert from_epoch_ms(value) == expected
+
+
+def test_epoch_milliseconds_beyond_a_datetime_are_no_instant() -> None:
+    """Years 1 to 9999, as a datetime holds: outside them, no instant (not a five-digit year)."""
+    assert from_epoch_ms(253_402_300_799_999) == "9999-12-31T23:59:59.999Z"
+    assert from_epoch_ms(-62_135_596_800_000) == "0001-01-01T00:00:00.000Z"
+    assert from_epoch_ms(253_402_300_800_000) is None
+    assert from_epoch_ms(-62_135_596_800_001) is None
 
 
 def test_java_long_suffix_in_body_is_tolerated() -> None:
