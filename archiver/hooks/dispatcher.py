@@ -62,7 +62,8 @@ class Subscriber:
 def build_subscribers(hooks: HooksConfig, source: str) -> list[Subscriber]:
     """A sink per configured subscriber and per plugin; a target that cannot load is fatal."""
     subscribers: list[Subscriber] = [
-        Subscriber(h, "webhook", WebhookSink(h)) for h in hooks.webhooks
+        Subscriber(h, "webhook", WebhookSink(h, connections=h.max_in_flight * HUNG_FACTOR))
+        for h in hooks.webhooks
     ]
     subscribers += [Subscriber(h, "command", CommandSink(h)) for h in hooks.commands]
     for position, hook in enumerate(hooks.python):

@@ -39,8 +39,6 @@ from archiver.retry_after import parse_retry_after
 
 # Of a receiver's answer body, read only so the connection can be reused.
 MAX_DRAINED_BYTES = 1024 * 1024
-# Connections kept to one receiver (aiohttp's default); in flight is bounded by the dispatcher.
-MAX_CONNECTIONS = 100
 
 
 def sign(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
@@ -54,8 +52,17 @@ def sign(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str
 class WebhookSink(Sink):
     """POSTs events to one endpoint."""
 
-    def __init__(self, hook: WebhookHook, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        hook: WebhookHook,
+        *,
+        connections: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``connections``: at most this many open to the receiver, one per attempt in flight
+        (the dispatcher passes its bound; ``max_in_flight`` by default)."""
         self.url = hook.url
+        self.connections = connections or hook.max_in_flight
         self.timeout_s = hook.timeout_s
         self._keys = [webhook_key(secret.reveal()) for secret in hook.secrets]
         self._clock = clock
@@ -75,7 +82,7 @@ class WebhookSink(Sink):
         """Start the connection pool (kept alive between events)."""
         self._pool = Http1Pool(
             self.url,
-            limit=MAX_CONNECTIONS,
+            limit=self.connections,
             verify_tls=True,
             connect_timeout_s=self.timeout_s,
             max_body_bytes=MAX_DRAINED_BYTES,
