@@ -110,16 +110,19 @@ async def _deliver(
         async with HookDispatcher(path, feed, hooks) as dispatcher:
 
             def on_commit(seq: int) -> None:
+                # Counted with the delivery's CPU, so constant per commit: the seqs noted so
+                # far are 1 to len(committed).
                 now = time.time()
-                for number in range(max(committed, default=0) + 1, seq + 1):
+                for number in range(len(committed) + 1, seq + 1):
                     committed[number] = now
                 feed.committed(seq)
 
             writer.on_commit = on_commit
+            pages = _pages(rate, settings.webhook_s)  # built before the CPU is counted
             started, cpu = time.time(), _delivery_cpu_s()
             task = asyncio.create_task(dispatcher.run())
             try:
-                await _commit_at_rate(writer, rate, settings.webhook_s)
+                await _commit_at_rate(writer, pages, rate)
                 total = writer.last_seq
                 deadline = time.monotonic() + settings.finish_timeout_s
                 while dispatcher.runners[0].delivered < total:
@@ -133,17 +136,18 @@ async def _deliver(
     return committed, cpu_s, wall_s, total
 
 
-async def _commit_at_rate(writer: ArchiveWriter, rate: float, seconds: float) -> None:
-    """One message per page, round robin over the sessions, `rate` pages a second.
-
-    Pages due together are stored together, as the daemon's pollers do: the writer then
-    commits them in one transaction.
-    """
+def _pages(rate: float, seconds: float) -> list[Page]:
+    """One message per page, round robin over the sessions: `seconds` worth at `rate`."""
     total = int(rate * seconds)
     sessions = max(1, min(SESSIONS, total // MESSAGES_PER_SESSION))
     messages = max(MESSAGES_PER_SESSION, total // sessions)
     lanes = [generate_session(number, messages, 1)[1] for number in range(sessions)]
-    pages: list[Page] = [lane[i] for i in range(messages) for lane in lanes if i < len(lane)]
+    return [lane[i] for i in range(messages) for lane in lanes if i < len(lane)]
+
+
+async def _commit_at_rate(writer: ArchiveWriter, pages: list[Page], rate: float) -> None:
+    """Store `rate` pages a second. Pages due together are stored together, as the daemon's
+    pollers do: the writer then commits them in one transaction."""
     start = time.monotonic()
     done = 0
     while done < len(pages):
