@@ -142,11 +142,13 @@ async def test_a_receivers_retry_after_is_capped_at_a_day(receiver: Receiver) ->
 
 
 @contextlib.asynccontextmanager
-async def serving(handler: Handler) -> AsyncIterator[int]:
+async def serving(handler: Handler, keepalive_timeout: float = 75.0) -> AsyncIterator[int]:
     """An aiohttp server on 127.0.0.1 answering POST /hook with ``handler``; yields its port."""
     app = web.Application()
     app.router.add_post("/hook", handler)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=0.5, keepalive_timeout=keepalive_timeout
+    )
     await runner.setup()
     sock = socket.create_server(("127.0.0.1", 0))
     await web.SockSite(runner, sock).start()
@@ -195,6 +197,29 @@ async def test_attempts_share_a_kept_alive_connection_and_credentials_stay_out_o
     assert len({peer for peer, *_ in seen}) == 1
     basic = "Basic " + base64.b64encode(b"ops:pa ss").decode()
     assert {tuple(rest) for _, *rest in seen} == {(f"127.0.0.1:{port}", basic, "token=t1", True)}
+
+
+async def test_a_connection_the_receiver_closed_while_idle_is_replaced() -> None:
+    """A receiver dropping idle connections after 0.1 s: the next event goes on a new one."""
+    peers: list[object] = []
+
+    async def record(request: web.Request) -> web.Response:
+        await request.read()
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        return web.Response(status=204)
+
+    async with (
+        serving(record, keepalive_timeout=0.1) as port,
+        WebhookSink(webhook(f"http://127.0.0.1:{port}/hook")) as sink,
+    ):
+        first = await sink.deliver(EVENT)
+        assert sink._pool is not None
+        idle = list(sink._pool._idle)
+        await wait_for(lambda: all(connection.closed for connection in idle))
+        second = await sink.deliver(EVENT)
+    assert first.ok
+    assert second.ok
+    assert len(set(peers)) == 2
 
 
 async def test_an_event_id_that_cannot_be_a_header_fails_the_attempt(receiver: Receiver) -> None:
