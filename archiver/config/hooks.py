@@ -14,6 +14,7 @@ from archiver.config.model import (
     PythonHook,
     Secret,
     WebhookHook,
+    is_http_url,
     webhook_key,
 )
 from archiver.config.table import TableReader
@@ -102,9 +103,9 @@ def _hook_common(reader: TableReader, default_name: str) -> dict[str, Any]:
 
 def _parse_webhook(reader: TableReader, env: Mapping[str, str]) -> WebhookHook:
     url = reader.get("url", str)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not is_http_url(url):
         raise reader.fail("url", f"must be an http(s) URL, not {url!r}")
+    parts = urlsplit(url)
     # Every secret given signs each request: one signature per secret lets receivers rotate keys.
     given: list[tuple[str, str]] = []
     if "secret" in reader.table:

@@ -324,6 +324,16 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve anywhere
 
 
+def is_http_url(url: str) -> bool:
+    """Whether ``url`` is http(s) with a host and, if it names a port, a port that can be one."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (reading it checks it: ValueError when out of range)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 # Query parameters whose values are credentials (matched as a part of the name, any case).
 _CREDENTIAL_PARAM = re.compile(
     r"token|key|secret|passw|pwd|auth|sig|credential|session|code", re.IGNORECASE

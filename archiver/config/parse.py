@@ -24,6 +24,7 @@ from archiver.config.model import (
     ReconcileConfig,
     ServerConfig,
     TeamConfig,
+    is_http_url,
     redact_url,
 )
 from archiver.config.server import parse_server
@@ -75,10 +76,10 @@ def parse_config(document: Mapping[str, Any], source: str, env: Mapping[str, str
 
 def _parse_gws(reader: TableReader, env: Mapping[str, str], *, team: bool) -> GwsConfig:
     base_url = reader.get("base_url", str).rstrip("/")
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not is_http_url(base_url):
         shown = redact_url(base_url)
         raise reader.fail("base_url", f"must be http(s)://host[:port], not {shown!r}")
+    parts = urlsplit(base_url)
     if parts.path.endswith("/api/v2"):
         raise reader.fail("base_url", "must not include /api/v2 (it is added per request)")
     if parts.username is not None or parts.password is not None:

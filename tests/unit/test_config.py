@@ -48,6 +48,7 @@ BAD_CONFIGS = [
     ("[poll]\nmin_interval_s = 1.0\n", "gws: is required"),
     (GOOD.replace("http://127.0.0.1:8090", "ftp://gws"), "gws.base_url:"),
     (GOOD.replace("http://127.0.0.1:8090", "http://gws/api/v2"), "gws.base_url:"),
+    (GOOD.replace("http://127.0.0.1:8090", "http://127.0.0.1:80900"), "gws.base_url:"),
     (
         GOOD.replace("[[gws.accounts]]", 'page_size = "ten"\n[[gws.accounts]]'),
         "gws.page_size: must be an integer, not a string",

@@ -122,6 +122,10 @@ BAD_HOOKS = [
         "hooks.webhooks[0].url: must be an http(s) URL",
     ),
     (
+        f'[[hooks.webhooks]]\nurl = "https://x:99999/h"\nsecret = "{SECRET}"\n',
+        "hooks.webhooks[0].url: must be an http(s) URL",
+    ),
+    (
         f'[[hooks.webhooks]]\nurl = "https://x/h"\nsecret = "{SECRET}"\ntypes = ["Txt"]\n',
         "hooks.webhooks[0].types: unknown event type 'Txt'",
     ),
