@@ -215,6 +215,7 @@ async def test_a_connection_the_receiver_closed_while_idle_is_replaced() -> None
         first = await sink.deliver(EVENT)
         assert sink._pool is not None
         idle = list(sink._pool._idle)
+        assert idle  # the first connection was kept for the next event
         await wait_for(lambda: all(connection.closed for connection in idle))
         second = await sink.deliver(EVENT)
     assert first.ok
